@@ -1,0 +1,94 @@
+# Fraud-detection MLOps reference: every step of the story is one target.
+# `make` (or `make help`) lists them; `make demo` runs the whole story; `make test` the tests.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DVC := $(VENV)/bin/dvc
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed-stamp
+# Extras installed locally: everything (on a cluster each image installs only its own).
+EXTRAS := --all-extras
+
+export PYTHONUNBUFFERED := 1
+export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+
+.PHONY: help
+help: ## Show the targets and what each does
+	@awk 'BEGIN {FS = ":.*## "; printf "Usage: make <target>\n\n"} \
+	  /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml uv.lock
+	@echo "==> creating $(VENV) from uv.lock (first run downloads the pinned packages)"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/uv sync --frozen $(EXTRAS) --quiet
+	touch $@
+
+.PHONY: setup
+setup: $(STAMP) ## Create .venv with every pinned dependency (uv.lock)
+	@echo "environment ready: $(VENV) ($$($(PY) --version))"
+
+.PHONY: data
+data: $(STAMP) ## Simulate (or SOURCE=file.csv|parquet ingest) and validate transactions
+ifdef SOURCE
+	$(PY) -m data.acquire --source "$(SOURCE)"
+	$(PY) -m data.validate
+else
+	$(DVC) repro validate
+endif
+
+.PHONY: featurize
+featurize: $(STAMP) ## Compute features, write the Feast offline source, materialise online
+	$(DVC) repro featurize
+
+.PHONY: train
+train: $(STAMP) ## Run the whole DVC pipeline: data -> features -> train -> register/promote
+	$(DVC) repro
+	$(DVC) push -q || echo "dvc push skipped (remote unreachable)"
+
+.PHONY: metrics
+metrics: $(STAMP) ## Show the DVC-tracked metrics (and the diff against git HEAD)
+	$(DVC) metrics show
+	$(DVC) metrics diff
+
+.PHONY: promote
+promote: $(STAMP) ## Move @champion to @candidate (VERSION=n to choose one)
+	$(PY) -m training.promote $(if $(VERSION),--version $(VERSION),)
+
+.PHONY: rollback
+rollback: $(STAMP) ## Move @champion back to the previous champion
+	$(PY) -m training.rollback
+
+.PHONY: champion
+champion: $(STAMP) ## Print the current champion and its metrics
+	$(PY) -m training.show
+
+.PHONY: mlflow-ui
+mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
+	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
+
+.PHONY: demo
+demo: $(STAMP) ## The whole story on embedded defaults
+	$(PY) -m fraudops.demo
+
+.PHONY: test
+test: $(STAMP) ## Run the test suite
+	$(PY) -m pytest
+
+.PHONY: bench
+bench: $(STAMP) ## Benchmarks: speed/memory targets as ratios against in-run baselines
+	$(PY) -m bench
+
+.PHONY: lint
+lint: $(STAMP) ## ruff over the code
+	$(VENV)/bin/ruff check .
+
+.PHONY: clean
+clean: ## Remove generated data, registry and run files (keeps .venv)
+	rm -rf data/raw data/validated data/features data/live artifacts mlflow.db mlartifacts run reports features/feature_repo/data
