@@ -65,15 +65,20 @@ class XGBoostParams(_Section):
     colsample_bytree: float = Field(0.8, gt=0, le=1)
     min_child_weight: float = Field(1.0, ge=0)
     tree_method: str = "hist"
+    nthread: int = Field(2, ge=1)
+    #: features whose increase may never lower the score (XGBoost monotone constraints)
+    monotone_increasing: tuple[str, ...] = ("tx_amount", "customer_amount_ratio_30d")
 
 
 class TrainParams(_Section):
     seed: int = 42
     burn_in_days: int = Field(30, ge=0)
-    train_days: int = Field(70, ge=1)
+    train_days: int = Field(69, ge=1)
     validation_days: int = Field(14, ge=1)
     gap_days: int = Field(7, ge=0)
     test_days: int = Field(14, ge=1)
+    decline_min_precision: float = Field(0.9, gt=0, le=1)
+    reference_sample_size: int = Field(5000, ge=1)
     xgboost: XGBoostParams = XGBoostParams()
 
 
@@ -90,6 +95,110 @@ class RegisterParams(_Section):
     promote_margin: float = Field(0.005, ge=0)
 
 
+class DriftParams(_Section):
+    """The drift job: current window vs the champion's own training reference sample."""
+
+    #: MLflow experiment the drift and performance runs are logged to
+    experiment: str = "fraud-monitoring"
+    #: default current window: the last N days of the source (ending at its newest record)
+    window_days: int = Field(7, ge=1)
+    #: a larger window is sampled down to this many rows (seeded) to bound run time
+    max_current_rows: int = Field(200_000, ge=1000)
+    min_current_rows: int = Field(200, ge=1)
+    sample_seed: int = 42
+    #: 0/1 flags compared as categories; every other model feature is numerical
+    categorical_features: tuple[str, ...] = ("tx_during_weekend", "tx_during_night")
+    #: per-feature drift: effect-size statistics, so the verdict does not depend on window size
+    num_method: str = "wasserstein"
+    num_threshold: float = Field(0.1, gt=0)
+    cat_method: str = "jensenshannon"
+    cat_threshold: float = Field(0.1, gt=0)
+    #: data drift is declared when at least this many model features drift
+    min_drifted_features: int = Field(1, ge=1)
+    #: PSI on the most important features (booster gain); alert above psi_threshold
+    psi_top_k: int = Field(5, ge=1)
+    psi_threshold: float = Field(0.2, gt=0)
+    psi_warning: float = Field(0.1, gt=0)
+    #: missing values: alert when a field's missing share rises by more than this (absolute)
+    max_missing_share_increase: float = Field(0.05, gt=0, le=1)
+    #: prediction drift: score distribution (method/threshold) and alert (REVIEW+DECLINE) rate
+    prediction_method: str = "wasserstein"
+    prediction_threshold: float = Field(0.1, gt=0)
+    max_alert_rate_ratio: float = Field(2.0, gt=1)
+
+
+class PerformanceParams(_Section):
+    """Delayed-label performance: matured windows vs the champion's test metrics."""
+
+    window_days: int = Field(7, ge=1)
+    #: concept drift when a window's average precision falls this much below the champion's
+    #: test-window value (relative: 0.2 = a 20% drop)
+    max_relative_ap_drop: float = Field(0.2, gt=0, lt=1)
+    #: windows with fewer labelled frauds are reported but not judged (too noisy)
+    min_fraud_per_window: int = Field(10, ge=1)
+
+
+class TriggerParams(_Section):
+    """What a drift (or performance-drop) signal sets in motion."""
+
+    #: local mode: the command that retrains (run from the project root)
+    retrain_command: str = "make retrain"
+    #: GitHub mode: repository_dispatch event type the ML pipeline workflow listens for
+    event_type: str = "drift-detected"
+    github_api_version: str = "2022-11-28"
+    timeout_seconds: float = Field(10.0, gt=0)
+    #: no second trigger for the same model version within this many hours
+    cooldown_hours: float = Field(24.0, ge=0)
+    #: cool-down state (relative to the project root)
+    state_file: str = "run/retrain_trigger.json"
+
+
+class CanaryParams(_Section):
+    """Local canary: champion and candidate behind a weighted splitter, then a verdict."""
+
+    candidate_weight: float = Field(0.2, gt=0, lt=1)
+    n_requests: int = Field(2000, ge=1)
+    seed: int = 42
+    champion_port: int = Field(8090, ge=1, le=65535)
+    candidate_port: int = Field(8091, ge=1, le=65535)
+    startup_timeout_seconds: float = Field(120.0, gt=0)
+    #: no verdict (hold) before the candidate has served this many requests
+    min_candidate_requests: int = Field(100, ge=1)
+    #: any 5xx above this share rolls back at once (0 = a single error)
+    max_error_rate: float = Field(0.0, ge=0, le=1)
+    #: candidate latency percentile may be at most ratio x champion's + slack
+    max_latency_ratio: float = Field(1.5, ge=1)
+    latency_slack_ms: float = Field(5.0, ge=0)
+    #: PSI of the candidate's scores against the champion's (same traffic mix)
+    max_score_psi: float = Field(0.2, gt=0)
+    #: fraud caught / false alerts are judged only with this many labelled frauds per arm
+    min_labelled_fraud: int = Field(20, ge=1)
+    max_recall_drop: float = Field(0.05, ge=0, le=1)
+    max_false_alert_rate_increase: float = Field(0.01, ge=0, le=1)
+
+
+class ABParams(_Section):
+    """A/B analysis: sample size fixed up front, one test at the end (no peeking)."""
+
+    alpha: float = Field(0.05, gt=0, lt=1)
+    power: float = Field(0.8, gt=0, lt=1)
+    #: binary outcomes (recall, false-alert rate): the control arm's expected rate and the
+    #: smallest absolute difference worth detecting
+    baseline_rate: float = Field(0.5, gt=0, lt=1)
+    minimum_detectable_effect: float = Field(0.05, gt=0, lt=1)
+    #: continuous outcome (net benefit per transaction): smallest standardised effect (Cohen's d)
+    minimum_detectable_d: float = Field(0.05, gt=0)
+
+
+class MonitorParams(_Section):
+    """Delayed-label performance, retrain trigger, canary and A/B analysis."""
+
+    performance: PerformanceParams = PerformanceParams()
+    trigger: TriggerParams = TriggerParams()
+    canary: CanaryParams = CanaryParams()
+    ab: ABParams = ABParams()
+
+
 class Params(_Section):
     """Every section of ``params.yaml``; unknown keys are an error, not a silent typo."""
 
@@ -100,6 +209,8 @@ class Params(_Section):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     register_: RegisterParams = Field(RegisterParams(), alias="register")
+    drift: DriftParams = DriftParams()
+    monitor: MonitorParams = MonitorParams()
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

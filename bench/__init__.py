@@ -1,0 +1,5 @@
+"""Benchmarks: each ``bench/bench_<name>.py`` exposes ``bench_<name>() -> dict``.
+
+A result always carries ``name`` and ``passed`` and reports its figures as ratios against a
+baseline measured in the same run (or against the target), never as timed test assertions.
+"""

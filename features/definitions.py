@@ -1,0 +1,326 @@
+"""The ONE feature definition: names, order and computation, shared by training and serving.
+
+Semantics ("as of the entity's last transaction", identical offline and online): after each
+transaction the customer's and the terminal's aggregates *including* that transaction are one
+row of the Feast offline source, stamped ``event_timestamp = tx_datetime + 1 microsecond``.
+A point-in-time join for a transaction at ``t`` therefore picks the row of the entity's
+previous transaction, so every feature at ``t`` uses only transactions strictly before ``t``;
+online, Feast materialisation holds the latest row per entity, which is exactly the row the
+next transaction would see offline.
+
+Windows of a row written at ``s`` (the entity's transaction time):
+
+* counts and mean amounts: the entity's transactions in ``(s - w, s]``;
+* terminal risk: fraud share among the terminal's transactions in
+  ``(s - delay - w, s - delay]`` -- labels (chargebacks) arrive ``delay`` days after the
+  transaction, so these are exactly the labels known at ``s``; a request at ``t > s`` sees
+  only labels known by ``t - delay``.
+
+Unknown entity (first transaction offline, unseen id online): counts are 0, means, ratio and
+risks NaN (XGBoost's native "missing"), and ``unknown_customer`` / ``unknown_terminal`` say so.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import pandas as pd
+
+from data.schema import (
+    CUSTOMER_ID,
+    TERMINAL_ID,
+    TRANSACTION_COLUMNS,
+    TX_AMOUNT,
+    TX_DATETIME,
+    TX_FRAUD,
+)
+from fraudops.config import FeaturizeParams
+
+#: Look-back windows (days) the feature names are built from; ``featurize.windows_days`` must match.
+WINDOWS_DAYS: Final[tuple[int, ...]] = (1, 7, 30)
+#: The customer's usual spend the request amount is compared with.
+RATIO_WINDOW_DAYS: Final = 30
+#: A transaction before this hour (UTC) counts as a night transaction.
+NIGHT_END_HOUR: Final = 6
+
+#: Timestamp column of the Feast offline sources (rows valid from this instant on).
+EVENT_TIMESTAMP: Final = "event_timestamp"
+#: A row becomes visible just after its own transaction, never to that transaction itself.
+ROW_VISIBILITY_DELAY: Final = pd.Timedelta(microseconds=1)
+
+CUSTOMER_TX_COUNT: Final = tuple(f"customer_tx_count_{w}d" for w in WINDOWS_DAYS)
+CUSTOMER_MEAN_AMOUNT: Final = tuple(f"customer_mean_amount_{w}d" for w in WINDOWS_DAYS)
+TERMINAL_TX_COUNT: Final = tuple(f"terminal_tx_count_{w}d" for w in WINDOWS_DAYS)
+TERMINAL_RISK: Final = tuple(f"terminal_risk_{w}d" for w in WINDOWS_DAYS)
+CUSTOMER_AMOUNT_RATIO: Final = f"customer_amount_ratio_{RATIO_WINDOW_DAYS}d"
+
+#: Computed from the request itself (plus the customer's mean for the ratio).
+REQUEST_FEATURES: Final[tuple[str, ...]] = (
+    TX_AMOUNT,
+    "tx_during_weekend",
+    "tx_during_night",
+    CUSTOMER_AMOUNT_RATIO,
+)
+#: Feast feature view ``customer_spending`` (entity ``customer``).
+CUSTOMER_FEATURES: Final[tuple[str, ...]] = CUSTOMER_TX_COUNT + CUSTOMER_MEAN_AMOUNT
+#: Feast feature view ``terminal_risk`` (entity ``terminal``).
+TERMINAL_FEATURES: Final[tuple[str, ...]] = TERMINAL_TX_COUNT + TERMINAL_RISK
+#: The model's input columns, in model order.
+FEATURE_NAMES: Final[tuple[str, ...]] = REQUEST_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
+
+UNKNOWN_CUSTOMER: Final = "unknown_customer"
+UNKNOWN_TERMINAL: Final = "unknown_terminal"
+#: Not model features: they say a lookup found no row (the aggregates are defaults).
+FLAG_COLUMNS: Final[tuple[str, ...]] = (UNKNOWN_CUSTOMER, UNKNOWN_TERMINAL)
+
+# Feast object names (the feature repo and features.store both use these).
+CUSTOMER_ENTITY: Final = "customer"
+TERMINAL_ENTITY: Final = "terminal"
+CUSTOMER_VIEW: Final = "customer_spending"
+TERMINAL_VIEW: Final = "terminal_risk"
+FEATURE_SERVICE: Final = "fraud_detector_v1"
+
+_DAY_NS: Final = 86_400 * 10**9
+
+
+def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{missing[0]}: required column missing from {what} "
+            f"({len(missing)} missing; has {', '.join(map(str, frame.columns)) or 'no columns'})"
+        )
+
+
+def _check_windows(params: FeaturizeParams) -> None:
+    if tuple(params.windows_days) != WINDOWS_DAYS:
+        raise ValueError(
+            f"featurize.windows_days: must be {list(WINDOWS_DAYS)} -- FEATURE_NAMES and the Feast "
+            f"feature views are named after these windows; got {list(params.windows_days)}"
+        )
+
+
+def _naive_utc(values: pd.Series) -> pd.Series:
+    """Datetimes as naive UTC (the schema's convention); tz-aware input is converted."""
+    if values.dtype.kind == "M" and not isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values
+    return pd.to_datetime(values, utc=True).dt.tz_localize(None)
+
+
+def _group_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    # reduceat rejects an empty index list; an empty history simply has no rows.
+    return np.add.reduceat(values, starts) if len(starts) else np.zeros(0)
+
+
+class _EntityTimeline:
+    """One entity kind's history: one row per (entity, instant), sorted, with running sums.
+
+    A window sum for every row is a difference of running sums at two positions, each found
+    by binary search on a composite (entity, time-rank) key: a few vectorised numpy passes.
+    """
+
+    def __init__(self, entity: np.ndarray, time_ns: np.ndarray, values: dict[str, np.ndarray]):
+        order = np.lexsort((time_ns, entity))
+        entity, time_ns = entity[order], time_ns[order]
+        # Transactions of one entity at the same instant form one row: none sees the other.
+        starts = np.flatnonzero(
+            np.r_[True, (entity[1:] != entity[:-1]) | (time_ns[1:] != time_ns[:-1])]
+        )
+        self.entity = entity[starts]
+        self.time_ns = time_ns[starts]
+        self._cumsum = {
+            name: np.r_[0.0, np.cumsum(_group_sums(v[order].astype(np.float64), starts))]
+            for name, v in values.items()
+        }
+        # Times are replaced by their rank among all row times, so entity * stride + rank
+        # fits in int64 for any data size (raw nanoseconds times an entity id would not).
+        code = np.cumsum(np.r_[False, self.entity[1:] != self.entity[:-1]], dtype=np.int64)
+        sorted_times = np.sort(self.time_ns)
+        self._times = sorted_times[np.r_[True, sorted_times[1:] != sorted_times[:-1]]]
+        self._stride = np.int64(len(self._times) + 1)
+        self._entity_base = code * self._stride
+        self._key = self._entity_base + np.searchsorted(self._times, self.time_ns) + 1
+        self._positions: dict[int, np.ndarray] = {}
+
+    def _rows_up_to(self, offset_ns: int) -> np.ndarray:
+        """Per row at ``s``: index just past the entity's last row with time <= s - offset."""
+        if offset_ns == 0:  # rows are unique per entity and instant: the row itself
+            return np.arange(1, len(self._key) + 1)
+        if offset_ns not in self._positions:
+            times_le = np.searchsorted(self._times, self.time_ns - offset_ns, side="right")
+            # The queries ascend like the keys (entity-major, then time): a cache-friendly search.
+            self._positions[offset_ns] = np.searchsorted(
+                self._key, self._entity_base + times_le, side="right"
+            )
+        return self._positions[offset_ns]
+
+    def window_sum(self, name: str, lag_days: int, window_days: int) -> np.ndarray:
+        """Per row at ``s``: sum of ``name`` over the entity's rows in ``(s-lag-w, s-lag]``."""
+        cumsum = self._cumsum[name]
+        end = self._rows_up_to(lag_days * _DAY_NS)
+        start = self._rows_up_to((lag_days + window_days) * _DAY_NS)
+        return cumsum[end] - cumsum[start]
+
+    def event_timestamps(self) -> np.ndarray:
+        """When each row becomes visible: just after its transaction instant."""
+        return self.time_ns.astype("datetime64[ns]") + ROW_VISIBILITY_DELAY.to_timedelta64()
+
+
+def _timeline(transactions: pd.DataFrame, entity_column: str, with_labels: bool) -> _EntityTimeline:
+    # Microsecond instants: Feast and the online stores keep microseconds, so a row's
+    # visibility instant must not depend on sub-microsecond digits they would drop.
+    time_ns = (
+        _naive_utc(transactions[TX_DATETIME])
+        .dt.floor("us")
+        .to_numpy("datetime64[ns]")
+        .view("int64")
+    )
+    values = {"n": np.ones(len(transactions)), "amount": transactions[TX_AMOUNT].to_numpy()}
+    if with_labels:
+        values["fraud"] = transactions[TX_FRAUD].to_numpy()
+    return _EntityTimeline(transactions[entity_column].to_numpy(np.int64), time_ns, values)
+
+
+def compute_entity_features(
+    transactions: pd.DataFrame, params: FeaturizeParams
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Customer and terminal offline-source tables, one row per entity and transaction instant.
+
+    Columns: ``customer_id`` (resp. ``terminal_id``), ``event_timestamp`` and
+    ``CUSTOMER_FEATURES`` (resp. ``TERMINAL_FEATURES``); see the module docstring for the
+    windows. Vectorised: ~1M transactions take seconds.
+    """
+    _check_windows(params)
+    _require_columns(
+        transactions, (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD), "transactions"
+    )
+    delay = params.label_delay_days
+
+    customer = _timeline(transactions, CUSTOMER_ID, with_labels=False)
+    customer_table: dict[str, np.ndarray] = {
+        CUSTOMER_ID: customer.entity,
+        EVENT_TIMESTAMP: customer.event_timestamps(),
+    }
+    for w, count_name, mean_name in zip(WINDOWS_DAYS, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT):
+        count = customer.window_sum("n", 0, w)  # >= 1: the row's own transaction is inside
+        customer_table[count_name] = count.astype(np.int64)
+        customer_table[mean_name] = customer.window_sum("amount", 0, w) / count
+
+    terminal = _timeline(transactions, TERMINAL_ID, with_labels=True)
+    terminal_table: dict[str, np.ndarray] = {
+        TERMINAL_ID: terminal.entity,
+        EVENT_TIMESTAMP: terminal.event_timestamps(),
+    }
+    for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
+        terminal_table[count_name] = terminal.window_sum("n", 0, w).astype(np.int64)
+    for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
+        labelled = terminal.window_sum("n", delay, w)
+        frauds = terminal.window_sum("fraud", delay, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # No labelled transaction in the window: the risk is unknown, not zero.
+            terminal_table[risk_name] = np.where(labelled > 0, frauds / labelled, np.nan)
+
+    return (
+        pd.DataFrame(customer_table)[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]],
+        pd.DataFrame(terminal_table)[[TERMINAL_ID, EVENT_TIMESTAMP, *TERMINAL_FEATURES]],
+    )
+
+
+def _entity_block(
+    rows: pd.DataFrame, counts: tuple[str, ...], others: tuple[str, ...], n: int, what: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Looked-up aggregates as float columns, with counts 0 where the entity is unknown."""
+    if len(rows) != n:
+        raise ValueError(f"{what}: must have one row per request ({n}), got {len(rows)}")
+    _require_columns(rows, counts + others, what)
+    block = rows.loc[:, list(counts + others)].apply(pd.to_numeric).astype(np.float64)
+    block.index = range(n)
+    # A known entity's row always counts its own transaction, so a missing count means no row.
+    unknown = block[list(counts)].isna().all(axis=1).to_numpy()
+    block.loc[unknown, list(counts)] = 0.0
+    return block, unknown
+
+
+def assemble_features(
+    requests: pd.DataFrame, customer_rows: pd.DataFrame, terminal_rows: pd.DataFrame
+) -> pd.DataFrame:
+    """THE feature vector: FEATURE_NAMES (float, model order) + unknown_customer/unknown_terminal.
+
+    ``requests`` needs ``tx_datetime`` (naive = UTC) and ``tx_amount``; ``customer_rows`` and
+    ``terminal_rows`` hold the looked-up aggregates aligned row by row with ``requests``
+    (a row of NaN = unknown entity). Training calls it over millions of rows, the serving
+    transformer over one: the same code path. The result keeps ``requests``' index.
+    """
+    _require_columns(requests, (TX_DATETIME, TX_AMOUNT), "requests")
+    n = len(requests)
+    customer, unknown_customer = _entity_block(
+        customer_rows, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT, n, "customer_rows"
+    )
+    terminal, unknown_terminal = _entity_block(
+        terminal_rows, TERMINAL_TX_COUNT, TERMINAL_RISK, n, "terminal_rows"
+    )
+    when = _naive_utc(requests[TX_DATETIME]).reset_index(drop=True)
+    amount = pd.to_numeric(requests[TX_AMOUNT]).astype(np.float64).to_numpy()
+    mean_30d = customer[f"customer_mean_amount_{RATIO_WINDOW_DAYS}d"].to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = amount / mean_30d
+    # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
+    ratio[~np.isfinite(ratio)] = np.nan
+
+    request_part = pd.DataFrame(
+        {
+            TX_AMOUNT: amount,
+            "tx_during_weekend": (when.dt.dayofweek >= 5).to_numpy(np.float64),
+            "tx_during_night": (when.dt.hour < NIGHT_END_HOUR).to_numpy(np.float64),
+            CUSTOMER_AMOUNT_RATIO: ratio,
+        }
+    )
+    features = pd.concat([request_part, customer, terminal], axis=1)[list(FEATURE_NAMES)]
+    features[UNKNOWN_CUSTOMER] = unknown_customer
+    features[UNKNOWN_TERMINAL] = unknown_terminal
+    features.index = requests.index
+    return features
+
+
+def _as_of(
+    requests: pd.DataFrame, entity_rows: pd.DataFrame, key: str, columns: tuple[str, ...]
+) -> pd.DataFrame:
+    """Per request (in order): the entity's latest row with event_timestamp <= tx_datetime."""
+    _require_columns(entity_rows, (key, EVENT_TIMESTAMP) + columns, f"{key} feature table")
+    left = pd.DataFrame(
+        {
+            "_position": np.arange(len(requests)),
+            key: requests[key].to_numpy(np.int64),
+            TX_DATETIME: _naive_utc(requests[TX_DATETIME]).to_numpy("datetime64[ns]"),
+        }
+    ).sort_values(TX_DATETIME, kind="stable")
+    right = entity_rows.loc[:, [key, EVENT_TIMESTAMP, *columns]].copy()
+    right[key] = right[key].astype(np.int64)
+    right[EVENT_TIMESTAMP] = _naive_utc(right[EVENT_TIMESTAMP]).astype("datetime64[ns]")
+    right = right.sort_values(EVENT_TIMESTAMP, kind="stable")
+    # backward + exact matches = "event_timestamp <= t", the rule of Feast's point-in-time join.
+    joined = pd.merge_asof(
+        left, right, left_on=TX_DATETIME, right_on=EVENT_TIMESTAMP, by=key, direction="backward"
+    )
+    return joined.sort_values("_position").loc[:, list(columns)].reset_index(drop=True)
+
+
+def build_training_set(
+    transactions: pd.DataFrame, customer_features: pd.DataFrame, terminal_features: pd.DataFrame
+) -> pd.DataFrame:
+    """Point-in-time training set: transaction columns (labels included) + FEATURE_NAMES + flags.
+
+    Each transaction gets the latest customer / terminal row with ``event_timestamp <=
+    tx_datetime`` (the same rule as Feast's ``get_historical_features``), then
+    :func:`assemble_features`. Rows keep the order and index of ``transactions``.
+    """
+    _require_columns(transactions, TRANSACTION_COLUMNS, "transactions")
+    customer_rows = _as_of(transactions, customer_features, CUSTOMER_ID, CUSTOMER_FEATURES)
+    terminal_rows = _as_of(transactions, terminal_features, TERMINAL_ID, TERMINAL_FEATURES)
+    features = assemble_features(transactions, customer_rows, terminal_rows)
+    training_set = transactions.loc[:, list(TRANSACTION_COLUMNS)].copy()
+    for column in features.columns:
+        if column not in TRANSACTION_COLUMNS:  # tx_amount is both a column and a feature
+            training_set[column] = features[column].to_numpy()
+    return training_set

@@ -1,0 +1,137 @@
+"""Level 5: the KServe explainer -- reason codes for a score, and an audit trail of them.
+
+``python -m serving.explainer [--http_port 8082]`` loads the same model as the predictor
+(``FRAUD_MODEL_DIR`` or the registry alias) and answers ``:explain`` on the feature rows
+the transformer built, so the contributions are computed on exactly the features that
+were scored. Each explanation carries ``fraud_probability``, ``base_value`` (log-odds),
+the per-feature ``contributions`` (they sum with ``base_value`` to ``margin``) and the top
+``reasons`` as ``{feature, value, contribution, text}``; positive raises the risk. Every
+explanation is appended to the audit log (``FRAUD_AUDIT_LOG_DIR``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import kserve
+
+from serving import metrics
+from serving.errors import InvalidRequest, ModelUnavailable
+from serving.explain import AuditRecord, contributions, top_reasons
+from serving.feature_rows import parse_feature_rows
+from serving.model_source import ModelHolder
+from serving.prediction_log import PredictionLogWriter
+from serving.predictor import require_json_content
+from serving.scoring import request_id_from
+from serving.settings import ServingSettings, load_settings
+
+
+class FraudExplainer(kserve.Model):
+    """A ``kserve.Model`` answering ``:explain`` with TreeSHAP reason codes."""
+
+    def __init__(self, name: str, holder: ModelHolder, settings: ServingSettings) -> None:
+        self.holder = holder
+        self.settings = settings
+        self.audit = PredictionLogWriter(settings.audit_log_path(), prefix="audit")
+        super().__init__(name)
+
+    @property
+    def ready(self) -> bool:  # type: ignore[override]
+        """Ready exactly when a model is loaded."""
+        return self.holder.ready
+
+    @ready.setter
+    def ready(self, _value: bool) -> None:
+        # KServe sets ready in __init__/start(); readiness here is the holder's, not a flag.
+        pass
+
+    def load(self) -> bool:
+        """Load the model now (retried in the background if this fails)."""
+        return self.holder.load()
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
+        """Validate the feature rows against the loaded model's features."""
+        from kserve.protocol.infer_type import InferRequest
+
+        if isinstance(payload, InferRequest):
+            raise InvalidRequest("the explainer takes v1 feature rows: {\"instances\": [...]}")
+        require_json_content(headers)
+        bundle = self.holder.bundle
+        if bundle is None:
+            raise ModelUnavailable(f"model not loaded yet from {self.holder.source}")
+        rows = parse_feature_rows(payload, bundle.feature_names, self.settings.max_batch_size)
+        return {"rows": rows, "bundle": bundle}
+
+    async def predict(self, payload: Any, headers=None, response_headers=None) -> Any:
+        """The explainer explains; scoring is the predictor's job."""
+        raise InvalidRequest(f"the explainer answers POST /v1/models/{self.name}:explain only")
+
+    def _explain(self, bundle, rows, request_id: str) -> dict[str, Any]:
+        started = time.perf_counter()
+        result = contributions(bundle, rows.matrix)
+        decisions = bundle.thresholds.decide(result.probabilities)
+        version = bundle.model_version or "local"
+        explanations, audit = [], []
+        for i in range(rows.matrix.shape[0]):
+            context = rows.transactions[i] if rows.transactions else {}
+            reasons = top_reasons(
+                bundle.feature_names, rows.matrix[i], result.values[i], self.settings.top_reasons
+            )
+            transaction_id = context.get("transaction_id")
+            explanation = {
+                "request_id": request_id,
+                "transaction_id": transaction_id,
+                "model_version": version,
+                "fraud_probability": float(result.probabilities[i]),
+                "decision": str(decisions[i]),
+                "base_value": result.base_value,
+                "margin": float(result.margin[i]),
+                "contributions": dict(zip(bundle.feature_names, result.values[i].tolist())),
+                "reasons": reasons,
+            }
+            for flag in ("unknown_customer", "unknown_terminal"):
+                if flag in context:
+                    explanation[flag] = bool(context[flag])
+            explanations.append(explanation)
+            audit.append(
+                AuditRecord(
+                    request_id=request_id,
+                    model_version=version,
+                    decision=str(decisions[i]),
+                    fraud_probability=float(result.probabilities[i]),
+                    base_value=result.base_value,
+                    reasons=reasons,
+                    transaction_id=transaction_id if isinstance(transaction_id, int) else None,
+                )
+            )
+        self.audit.write(audit)
+        metrics.FRAUD_PREDICT_LATENCY.observe(time.perf_counter() - started)
+        return {"explanations": explanations, "model_version": version, "request_id": request_id}
+
+    async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """Contributions, reasons and audit record for each row (computed off the event loop)."""
+        request_id = request_id_from(headers)
+        return await asyncio.to_thread(self._explain, payload["bundle"], payload["rows"], request_id)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the explainer (port 8082 locally, 8080 in its container)."""
+    from serving.kserve_runtime import parse_server_args, serve, server_parser
+    from serving.model_source import configure_mlflow_client
+
+    settings = load_settings()
+    args = parse_server_args(server_parser(__doc__.splitlines()[0], 8082), argv, settings)
+    configure_mlflow_client()
+    holder = ModelHolder(settings)
+    holder.listeners.append(
+        lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias)
+    )
+    explainer = FraudExplainer(args.model_name, holder, settings)
+    holder.start(load_now=True)
+    serve(explainer, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Raw transactions -> the model's feature vectors, online: the code L1, L2 and L4 share.
+
+Customer and terminal aggregates come from the Feast online store
+(``features.store.online_entity_features``); request-time features and the unknown-entity
+defaults come from ``features.definitions.assemble_features`` -- the very function training
+uses, so serving cannot drift from training by re-implementing a feature.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from data.schema import CUSTOMER_ID, TERMINAL_ID
+from features.definitions import FEATURE_NAMES, UNKNOWN_CUSTOMER, UNKNOWN_TERMINAL
+from serving.errors import OnlineStoreUnavailable
+from serving.schema import transaction_json, transactions_frame
+from serving.settings import ServingSettings
+
+logger = logging.getLogger("serving.lookup")
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    """Validated transactions with their assembled features, row for row."""
+
+    transactions: list[dict[str, Any]]
+    features: pd.DataFrame  # FEATURE_NAMES (float64) + unknown_customer / unknown_terminal
+
+    def matrix(self, feature_names: tuple[str, ...] = FEATURE_NAMES) -> np.ndarray:
+        """C-contiguous float32 rows in ``feature_names`` order (the model's input order)."""
+        missing = [name for name in feature_names if name not in self.features.columns]
+        if missing:
+            raise ValueError(f"{missing[0]}: the model needs a feature the transformer does not build")
+        return np.ascontiguousarray(self.features[list(feature_names)].to_numpy(np.float32))
+
+    def feature_rows(self, feature_names: tuple[str, ...] = FEATURE_NAMES) -> list[list[float | None]]:
+        """Rows as JSON lists, ``None`` where a value is missing (NaN is not JSON)."""
+        values = self.features[list(feature_names)].to_numpy(np.float64)
+        return [[None if np.isnan(v) else float(v) for v in row] for row in values]
+
+    @property
+    def unknown_customer(self) -> np.ndarray:
+        return self.features[UNKNOWN_CUSTOMER].to_numpy(bool)
+
+    @property
+    def unknown_terminal(self) -> np.ndarray:
+        return self.features[UNKNOWN_TERMINAL].to_numpy(bool)
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "the online store cannot be read" (not a bug in the request)."""
+    import redis.exceptions
+
+    return (redis.exceptions.RedisError, sqlite3.Error, OSError)
+
+
+class OnlineFeatureLookup:
+    """The Feast online store of the settings, opened once and queried per request."""
+
+    def __init__(self, settings: ServingSettings) -> None:
+        self.settings = settings
+        self._store = None
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        """Where features come from, for log lines and error messages."""
+        if self.settings.online_store == "redis":
+            return f"Feast online store redis at {self.settings.redis_url}"
+        return f"Feast online store sqlite of {self.settings.feast_repo_path()}"
+
+    def open(self) -> None:
+        """Build the Feast store and read one row, so the first request is not the slow one."""
+        from features.store import feature_store, online_entity_features
+
+        with self._lock:
+            if self._store is None:
+                self._store = feature_store(
+                    self.settings.feast_repo_path(),
+                    online=self.settings.online_store,
+                    redis_url=self.settings.redis_url,
+                    project=self.settings.feast_project,
+                )
+        try:
+            # Warms Feast's registry cache and connections (the first lookup takes ~200 ms).
+            online_entity_features(self._store, [0], [0])
+        except _store_errors() as exc:
+            logger.warning("%s not reachable yet: %s", self.describe(), exc)
+
+    def entity_rows(self, customer_ids: list[int], terminal_ids: list[int]):
+        """``(customer_rows, terminal_rows)`` from the online store, or a 503 error."""
+        from features.store import online_entity_features
+
+        if self._store is None:
+            self.open()
+        try:
+            return online_entity_features(self._store, customer_ids, terminal_ids)
+        except _store_errors() as exc:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OnlineStoreUnavailable(
+                f"{self.describe()} is unavailable: {detail}; no features, so no score"
+            ) from None
+
+    def features(self, transactions: list[BaseModel]) -> FeatureBatch:
+        """Look up the entities and assemble the model's features for each transaction."""
+        from features.definitions import assemble_features
+
+        requests = transactions_frame(transactions)
+        customer_rows, terminal_rows = self.entity_rows(
+            requests[CUSTOMER_ID].tolist(), requests[TERMINAL_ID].tolist()
+        )
+        features = assemble_features(requests, customer_rows, terminal_rows)
+        return FeatureBatch([transaction_json(t) for t in transactions], features)

@@ -1,0 +1,120 @@
+"""The prediction log: one JSON line per scored transaction, read back by the drift job.
+
+Locally it is a folder of daily JSON-lines files (rotated by size too); on a cluster KServe's
+request logger ships the same records to a sink. The record layout lives only here:
+``PredictionRecord`` is what servers write and ``read_prediction_log`` what monitoring reads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from data.schema import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME
+
+#: Rotate a day's file once it passes this size, so no single file grows without bound.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One scored transaction, as every server logs it."""
+
+    request_id: str
+    transaction_id: int
+    tx_datetime: str
+    customer_id: int
+    terminal_id: int
+    tx_amount: float
+    model_version: str
+    fraud_probability: float
+    decision: str
+    latency_ms: float
+    features: dict[str, float | None] = field(default_factory=dict)
+    unknown_customer: bool = False
+    unknown_terminal: bool = False
+    served_by: str = ""
+    logged_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+
+
+class PredictionLogWriter:
+    """Appends records to ``<dir>/predictions-YYYYMMDD[-N].jsonl``; safe across threads.
+
+    Each write is one ``write()`` of whole lines on a file opened in append mode, so several
+    processes (the canary's two model servers) can share a folder without interleaving.
+    ``prefix`` names the files; the explanation audit log reuses this writer with ``audit``
+    and its own dataclass records.
+    """
+
+    def __init__(
+        self, directory: Path, max_bytes: int = DEFAULT_MAX_BYTES, prefix: str = "predictions"
+    ) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self.prefix = prefix
+        self._lock = threading.Lock()
+
+    def _current_file(self) -> Path:
+        day = datetime.now(timezone.utc).strftime("%Y%m%d")
+        part = 0
+        while True:
+            suffix = f"-{part}" if part else ""
+            path = self.directory / f"{self.prefix}-{day}{suffix}.jsonl"
+            if not path.exists() or path.stat().st_size < self.max_bytes:
+                return path
+            part += 1
+
+    def write(self, records: list[PredictionRecord]) -> None:
+        """Append ``records`` (dataclass instances) as JSON lines (no-op for an empty list)."""
+        if not records:
+            return
+        payload = "".join(json.dumps(asdict(r), allow_nan=False, default=str) + "\n" for r in records)
+        with self._lock:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            path = self._current_file()
+            # O_APPEND makes each write land whole at the end, even with other writers.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            try:
+                os.write(fd, payload.encode())
+            finally:
+                os.close(fd)
+
+
+def read_prediction_log(
+    directory: Path,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pd.DataFrame:
+    """Read every record under ``directory`` into a frame, one column per feature.
+
+    ``start``/``end`` filter on the transaction time (``tx_datetime``, [start, end)). Feature
+    values become columns named as in the feature definition; a missing feature is NaN.
+    """
+    files = sorted(Path(directory).glob("predictions-*.jsonl"))
+    rows: list[dict] = []
+    for path in files:
+        with path.open() as handle:
+            for line in handle:
+                if line.strip():
+                    rows.append(json.loads(line))
+    if not rows:
+        return pd.DataFrame(columns=list(PredictionRecord.__dataclass_fields__))
+    frame = pd.json_normalize(rows, sep=".")
+    frame.columns = [c.removeprefix("features.") for c in frame.columns]
+    frame[TX_DATETIME] = pd.to_datetime(frame[TX_DATETIME], format="ISO8601")
+    if getattr(frame[TX_DATETIME].dt, "tz", None) is not None:
+        frame[TX_DATETIME] = frame[TX_DATETIME].dt.tz_convert("UTC").dt.tz_localize(None)
+    for column in (TRANSACTION_ID, CUSTOMER_ID, TERMINAL_ID):
+        frame[column] = frame[column].astype("int64")
+    frame[TX_AMOUNT] = frame[TX_AMOUNT].astype("float64")
+    if start is not None:
+        frame = frame[frame[TX_DATETIME] >= pd.Timestamp(start)]
+    if end is not None:
+        frame = frame[frame[TX_DATETIME] < pd.Timestamp(end)]
+    return frame.sort_values(TX_DATETIME, kind="stable").reset_index(drop=True)

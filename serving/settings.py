@@ -1,0 +1,68 @@
+"""Settings of every model server, from the environment (one prefix: ``FRAUD_``).
+
+The same variables configure a local process (``python -m serving.level2``) and a
+container on a cluster; nothing is read at import time -- each entry point builds one
+:class:`ServingSettings` when it starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fraudops.paths import paths
+
+
+class ServingSettings(BaseSettings):
+    """What a model server needs to know; each field is ``FRAUD_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", protected_namespaces=())
+
+    #: registry model name, and the name on the endpoint path (``/v1/models/<name>:predict``)
+    model_name: str = "fraud-detector"
+    #: registry alias to serve; promotion and rollback move it, serving never names a version
+    model_alias: str = "champion"
+    #: a bundle directory (baked into the L1 image, KServe's /mnt/models); wins over the registry
+    model_dir: Path | None = None
+    #: seconds between registry alias checks (0 = never poll; ``POST /reload`` still works)
+    reload_interval_seconds: float = Field(30.0, ge=0)
+    #: seconds between load attempts while the registry is unreachable at start-up
+    load_retry_seconds: float = Field(5.0, gt=0)
+    #: Feast online store: the SQLite file of the feature repo, or Redis at ``redis_url``
+    online_store: Literal["sqlite", "redis"] = "sqlite"
+    #: ``host:port`` of Redis when ``online_store`` is ``redis``
+    redis_url: str | None = None
+    #: the Feast feature repo (default: the project's ``features/feature_repo``)
+    feast_repo: Path | None = None
+    #: overrides the Feast project of feature_store.yaml (Redis keys are namespaced by it)
+    feast_project: str | None = None
+    #: where scored transactions are logged (default ``run/predictions``)
+    prediction_log_dir: Path | None = None
+    #: where explanations are audited (default ``run/audit``)
+    audit_log_dir: Path | None = None
+    #: the most transactions one request may carry; more is a 422, not a slow request
+    max_batch_size: int = Field(256, ge=1)
+    #: reasons returned per explanation (the largest contributions by size)
+    top_reasons: int = Field(5, ge=1)
+    #: seconds the transformer waits for the predictor or the explainer
+    upstream_timeout_seconds: float = Field(10.0, gt=0)
+
+    def prediction_log_path(self) -> Path:
+        """The prediction-log folder (``FRAUD_PREDICTION_LOG_DIR`` or ``run/predictions``)."""
+        return self.prediction_log_dir or paths().run_dir / "predictions"
+
+    def audit_log_path(self) -> Path:
+        """The explanation audit-log folder (``FRAUD_AUDIT_LOG_DIR`` or ``run/audit``)."""
+        return self.audit_log_dir or paths().run_dir / "audit"
+
+    def feast_repo_path(self) -> Path:
+        """The Feast feature repo (``FRAUD_FEAST_REPO`` or the project's feature repo)."""
+        return self.feast_repo or paths().feature_repo
+
+
+def load_settings() -> ServingSettings:
+    """Read the serving settings from the environment (call once per process)."""
+    return ServingSettings()

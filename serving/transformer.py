@@ -1,0 +1,201 @@
+"""Level 4 (and the front of level 5): the KServe transformer in front of the predictor.
+
+``python -m serving.transformer --predictor_host HOST:PORT [--explainer_host HOST:PORT]``
+
+preprocess: validate the raw transactions with the one request model, read the customer
+and terminal aggregates from the Feast online store (SQLite, or Redis by configuration),
+assemble the features with the training code, and send the rows -- with their feature
+names, so the predictor checks the order -- to the predictor. postprocess: map each
+probability to a decision with the thresholds the predictor's model carries, answer, log.
+``:explain`` goes the same way to the explainer (KServe's transformer -> explainer route).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import kserve
+
+from features.definitions import FEATURE_NAMES
+from serving import metrics
+from serving.errors import InvalidRequest, ServingError, UpstreamUnavailable, upstream_error
+from serving.lookup import FeatureBatch, OnlineFeatureLookup
+from serving.prediction_log import PredictionLogWriter
+from serving.predictor import require_json_content
+from serving.schema import validate_transactions
+from serving.scoring import REQUEST_ID_HEADER, decide, prediction_bodies, record_outcome, request_id_from
+from serving.settings import ServingSettings, load_settings
+from training.bundle import Thresholds
+
+logger = logging.getLogger("serving.transformer")
+
+
+@dataclass(frozen=True)
+class TransformedRequest:
+    """What preprocess hands on: the batch (for postprocess) and the upstream body."""
+
+    batch: FeatureBatch
+    request_id: str
+    started: float
+
+    def upstream_body(self, with_context: bool) -> dict[str, Any]:
+        """Rows in FEATURE_NAMES order with their names; the explainer also gets the context."""
+        body: dict[str, Any] = {
+            "instances": self.batch.feature_rows(FEATURE_NAMES),
+            "feature_names": list(FEATURE_NAMES),
+        }
+        if with_context:
+            body["transactions"] = [
+                {**t, "unknown_customer": bool(c), "unknown_terminal": bool(u)}
+                for t, c, u in zip(
+                    self.batch.transactions, self.batch.unknown_customer, self.batch.unknown_terminal
+                )
+            ]
+        return body
+
+
+@dataclass(frozen=True)
+class UpstreamAnswer:
+    """The predictor's or explainer's answer, still paired with the request it answers."""
+
+    request: TransformedRequest
+    body: dict[str, Any]
+    explained: bool
+
+
+class FraudTransformer(kserve.Model):
+    """Raw transaction -> features -> predictor -> decision (and -> explainer on ``:explain``)."""
+
+    def __init__(
+        self,
+        name: str,
+        settings: ServingSettings,
+        lookup: OnlineFeatureLookup,
+        predictor_host: str,
+        explainer_host: str | None,
+    ) -> None:
+        super().__init__(name)
+        self.settings = settings
+        self.lookup = lookup
+        self.predictor_host = predictor_host
+        self.explainer_host = explainer_host
+        self.writer = PredictionLogWriter(settings.prediction_log_path())
+        self._client: httpx.AsyncClient | None = None
+
+    def load(self) -> bool:
+        """Open the online store (and warm it); readiness means requests can be served."""
+        self.lookup.open()
+        self.ready = True
+        return self.ready
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        # Created lazily inside the server's event loop; keep-alive to predictor/explainer.
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.upstream_timeout_seconds,
+                limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
+            )
+        return self._client
+
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> TransformedRequest:
+        """Validate, look up, assemble: the feature rows of the request's transactions."""
+        from kserve.protocol.infer_type import InferRequest
+
+        if isinstance(payload, InferRequest):
+            raise InvalidRequest(
+                "the transformer takes raw transactions on the v1 protocol "
+                f"(POST /v1/models/{self.name}:predict with {{\"instances\": [...]}})"
+            )
+        started = time.perf_counter()
+        require_json_content(headers)
+        transactions = validate_transactions(payload, self.settings.max_batch_size)
+        # Feast's online read is blocking I/O: keep it off the event loop.
+        batch = await asyncio.to_thread(self.lookup.features, transactions)
+        return TransformedRequest(batch, request_id_from(headers), started)
+
+    async def _post(self, component: str, host: str, verb: str, request: TransformedRequest) -> dict[str, Any]:
+        url = f"http://{host}/v1/models/{self.name}:{verb}"
+        try:
+            response = await self.client.post(
+                url,
+                json=request.upstream_body(with_context=verb == "explain"),
+                headers={REQUEST_ID_HEADER: request.request_id},
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"{component} at {host} unreachable: {type(exc).__name__} {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            raise upstream_error(f"{component} at {host}", response.status_code, str(message)[:500])
+        return response.json()
+
+    async def predict(self, payload: TransformedRequest, headers=None, response_headers=None) -> UpstreamAnswer:
+        """Send the rows to the predictor (``--predictor_host``)."""
+        body = await self._post("predictor", self.predictor_host, "predict", payload)
+        return UpstreamAnswer(payload, body, explained=False)
+
+    async def explain(self, payload: TransformedRequest, headers=None) -> UpstreamAnswer:
+        """Send the rows and their context to the explainer (``--explainer_host``)."""
+        if not self.explainer_host:
+            raise ServingError(
+                "explanations need an explainer: start the transformer with --explainer_host "
+                "(make level5)"
+            )
+        body = await self._post("explainer", self.explainer_host, "explain", payload)
+        return UpstreamAnswer(payload, body, explained=True)
+
+    async def postprocess(self, result: UpstreamAnswer, headers=None, response_headers=None) -> dict[str, Any]:
+        """Decisions from the predictor model's thresholds; answer, metrics, prediction log."""
+        request, body = result.request, result.body
+        if result.explained:
+            return body
+        try:
+            probabilities = [p["fraud_probability"] for p in body["predictions"]]
+            thresholds = Thresholds(**body["thresholds"])
+            version = str(body["model_version"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise upstream_error("predictor", 502, f"unexpected answer ({exc})") from None
+        scores = decide(probabilities, thresholds, version)
+        record_outcome(
+            request.batch, scores, request.request_id, request.started, self.writer, "transformer"
+        )
+        return {
+            "predictions": prediction_bodies(request.batch, scores, request.request_id),
+            "model_version": version,
+            "request_id": request.request_id,
+        }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the transformer (the L4/L5 entry point on port 8080)."""
+    from serving.kserve_runtime import parse_server_args, serve, server_parser
+
+    settings = load_settings()
+    parser = server_parser(__doc__.splitlines()[0], 8080)
+    args = parse_server_args(parser, argv, settings)
+    if not args.predictor_host:
+        parser.error("--predictor_host HOST:PORT is required (where the predictor listens)")
+    lookup = OnlineFeatureLookup(settings)
+    transformer = FraudTransformer(
+        args.model_name, settings, lookup, args.predictor_host, args.explainer_host
+    )
+    transformer.load()
+    logger.info(
+        "features from %s; predictor %s; explainer %s",
+        lookup.describe(),
+        args.predictor_host,
+        args.explainer_host or "none",
+    )
+    serve(transformer, args)
+
+
+if __name__ == "__main__":
+    main()

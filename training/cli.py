@@ -1,0 +1,35 @@
+"""Shared plumbing for the thin training CLIs: one readable line on error, non-zero exit."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+def run_cli(main: Callable[[], int | None]) -> int:
+    """Run ``main``; an expected failure prints ``error: <message>`` (no traceback), exit 1."""
+    from mlflow.exceptions import MlflowException
+
+    from fraudops.config import ConfigError
+    from training.evaluate import EvaluationError
+    from training.register import RegistryError, RegistryUnavailableError
+    from training.split import SplitError
+    from training.train import TrainingError
+
+    expected = (
+        ConfigError,
+        EvaluationError,
+        RegistryError,
+        RegistryUnavailableError,
+        SplitError,
+        TrainingError,
+        LookupError,
+        FileNotFoundError,
+        MlflowException,
+    )
+    try:
+        return main() or 0
+    except expected as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        print(f"error: {message.strip().splitlines()[0]}", file=sys.stderr)
+        return 1
