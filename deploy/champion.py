@@ -76,11 +76,16 @@ def outputs(current: AliasTarget | None, previous_version: str | None) -> dict[s
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: print the alias target (and the gate outcome); exit 1 if the registry fails."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.champion", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.champion", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--name", default=os.environ.get("FRAUD_MODEL_NAME", DEFAULT_MODEL_NAME))
     parser.add_argument("--alias", default=DEFAULT_ALIAS)
-    parser.add_argument("--previous-version", default=None,
-                        help="the alias's version before training (empty: there was none)")
+    parser.add_argument(
+        "--previous-version",
+        default=None,
+        help="the alias's version before training (empty: there was none)",
+    )
     parser.add_argument("--require", action="store_true", help="exit 1 when the alias is missing")
     parser.add_argument("--github-output", action="store_true", help="append to $GITHUB_OUTPUT")
     args = parser.parse_args(argv)

@@ -33,7 +33,16 @@ RELEASE_CONFIGMAP = "fraud-model-release"
 MODEL_URI_KEY = "STORAGE_URI"
 CANARY_PATH = "/spec/predictor/canaryTrafficPercent"
 #: Locations KServe's storage initializer can download.
-MODEL_URI_SCHEMES = ("s3://", "gs://", "https://", "http://", "pvc://", "hdfs://", "webhdfs://", "oci://")
+MODEL_URI_SCHEMES = (
+    "s3://",
+    "gs://",
+    "https://",
+    "http://",
+    "pvc://",
+    "hdfs://",
+    "webhdfs://",
+    "oci://",
+)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
@@ -113,7 +122,7 @@ def _compose(path: Path) -> tuple[str, yaml.Node]:
 
 def validate_model_uri(uri: str) -> str:
     """A model location KServe can download, or a PatchError saying what is expected."""
-    if uri.startswith("models:/") or uri.startswith("runs:/"):
+    if uri.startswith(("models:/", "runs:/")):
         raise PatchError(
             f"--model-uri: {uri!r} is a registry reference, not a storage location; "
             "pass the version's artifact location (python -m deploy.champion prints it)"
@@ -157,13 +166,17 @@ def _image_edits(path: Path, root: yaml.Node, pin: ImagePin) -> tuple[list[_Edit
             if new_name is None:
                 raise PatchError(f"{path}: images entry {pin.name} has no newName to replace")
             value = new_name[1]
-            edits.append(_Edit(value.start_mark.index, value.end_mark.index, _scalar_text(pin.new_name)))
+            edits.append(
+                _Edit(value.start_mark.index, value.end_mark.index, _scalar_text(pin.new_name))
+            )
         digest = _get(entry, "digest")
         tag = _get(entry, "newTag")
         if digest is not None:
             previous = f"{previous_repo}@{digest[1].value}"
             value = digest[1]
-            edits.append(_Edit(value.start_mark.index, value.end_mark.index, _scalar_text(pin.digest)))
+            edits.append(
+                _Edit(value.start_mark.index, value.end_mark.index, _scalar_text(pin.digest))
+            )
         elif tag is not None:
             previous = f"{previous_repo}:{tag[1].value}"
             key, value = tag
@@ -209,7 +222,9 @@ def patch_overlay(
         text, root = _compose(path)
         edits: list[_Edit] = []
         if model_uri is not None:
-            edit, result.previous_model_uri = _model_uri_edit(path, root, validate_model_uri(model_uri))
+            edit, result.previous_model_uri = _model_uri_edit(
+                path, root, validate_model_uri(model_uri)
+            )
             edits.append(edit)
         for pin in images or []:
             image_edits, result.previous_images[pin.name] = _image_edits(path, root, pin)
@@ -236,14 +251,22 @@ def write_github_output(result: PatchResult, output_file: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: patch an overlay; exit 1 with one readable line when the edit is impossible."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.gitops_patch", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.gitops_patch", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--overlay", type=Path, required=True, help="kustomize overlay directory")
     parser.add_argument("--model-uri", help="the model's storage location (s3://...)")
-    parser.add_argument("--image", action="append", default=[], metavar="NAME=REF",
-                        help="images entry NAME -> [repository@]sha256:<digest>; repeatable")
+    parser.add_argument(
+        "--image",
+        action="append",
+        default=[],
+        metavar="NAME=REF",
+        help="images entry NAME -> [repository@]sha256:<digest>; repeatable",
+    )
     parser.add_argument("--canary-percent", type=int, help="canaryTrafficPercent (0..100)")
-    parser.add_argument("--github-output", action="store_true",
-                        help="append outputs to $GITHUB_OUTPUT")
+    parser.add_argument(
+        "--github-output", action="store_true", help="append outputs to $GITHUB_OUTPUT"
+    )
     args = parser.parse_args(argv)
     try:
         pins = [ImagePin.parse(text) for text in args.image]

@@ -47,7 +47,11 @@ class Repo:
             "GIT_COMMITTER_EMAIL": os.environ.get("GIT_COMMITTER_EMAIL", BOT_EMAIL),
         }
         done = subprocess.run(
-            ["git", "-C", str(self.path), *args], capture_output=True, text=True, env=env, check=False
+            ["git", "-C", str(self.path), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         if done.returncode != 0:
             raise GitError(f"git {' '.join(args)}: {done.stderr.strip() or done.stdout.strip()}")
@@ -96,7 +100,9 @@ def _write_outputs(values: dict[str, str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: ``commit`` or ``revert``, optionally ``--push``; exit 1 with git's error."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.gitops_push", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.gitops_push", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="working tree (default: .)")
     parser.add_argument("--remote", default="origin")
     parser.add_argument("--branch", default="main")
@@ -125,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     except GitError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{args.action} {sha}{' pushed to ' + args.remote + '/' + args.branch if args.push else ''}")
+    print(
+        f"{args.action} {sha}{' pushed to ' + args.remote + '/' + args.branch if args.push else ''}"
+    )
     if args.github_output:
         _write_outputs({"changed": "true", "commit": sha})
     return 0

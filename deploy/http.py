@@ -54,7 +54,7 @@ def request(
     req = urllib.request.Request(url, data=data, method=method, headers=all_headers)
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as answer:  # noqa: S310 (http/https only)
+        with urllib.request.urlopen(req, timeout=timeout) as answer:
             body, status, raw_headers = answer.read(), answer.status, answer.headers
     except urllib.error.HTTPError as error:
         body, status, raw_headers = error.read(), error.code, error.headers

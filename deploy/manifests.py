@@ -264,7 +264,9 @@ def policy_violations(doc: dict[str, Any]) -> list[str]:
     if doc.get("kind") == "Secret" and (doc.get("data") or doc.get("stringData")):
         problems.append(f"{_describe(doc)}: Secrets are created out of band, never committed")
     for pod in pod_specs(doc):
-        for container in (pod.spec.get("initContainers") or []) + (pod.spec.get("containers") or []):
+        for container in (pod.spec.get("initContainers") or []) + (
+            pod.spec.get("containers") or []
+        ):
             problems.extend(_container_rules(pod, container))
     return problems
 
@@ -289,8 +291,12 @@ def check_root(root: Path, crd_dir: Path | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: build and check the given kustomize roots (default: every root under k8s/)."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.manifests", description=__doc__.split("\n")[0])
-    parser.add_argument("roots", nargs="*", type=Path, help="kustomize roots (default: all under k8s/)")
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.manifests", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "roots", nargs="*", type=Path, help="kustomize roots (default: all under k8s/)"
+    )
     args = parser.parse_args(argv)
     if kubectl() is None:
         print("error: kubectl not found on PATH (it renders the kustomize roots)", file=sys.stderr)

@@ -45,7 +45,10 @@ class Outcome:
 def mlflow_check(url: str) -> Check:
     """MLflow's health endpoint (basic auth from MLFLOW_TRACKING_USERNAME/PASSWORD if set)."""
     headers: tuple[tuple[str, str], ...] = ()
-    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    user, password = (
+        os.environ.get("MLFLOW_TRACKING_USERNAME"),
+        os.environ.get("MLFLOW_TRACKING_PASSWORD"),
+    )
     if user and password:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         headers = (("Authorization", f"Basic {token}"),)
@@ -82,17 +85,26 @@ def run_all(checks: list[Check], budget_seconds: float, timeout: float) -> list[
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: exit 0 when every service answers, 1 (one line per failure) otherwise."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.preflight", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.preflight", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--mlflow-url", default=os.environ.get("MLFLOW_TRACKING_URI"))
     parser.add_argument("--object-store-url", default=os.environ.get("MLFLOW_S3_ENDPOINT_URL"))
     parser.add_argument("--dvc-remote-url", default=os.environ.get("DVC_REMOTE_ENDPOINT_URL"))
     parser.add_argument("--budget", type=float, default=120.0, help="seconds for all retries")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     args = parser.parse_args(argv)
-    wanted = {"mlflow": args.mlflow_url, "object-store": args.object_store_url, "dvc-remote": args.dvc_remote_url}
+    wanted = {
+        "mlflow": args.mlflow_url,
+        "object-store": args.object_store_url,
+        "dvc-remote": args.dvc_remote_url,
+    }
     missing = [name for name, url in wanted.items() if not url]
     if missing:
-        print(f"error: no URL for {', '.join(missing)} (pass --<name>-url or set its env var)", file=sys.stderr)
+        print(
+            f"error: no URL for {', '.join(missing)} (pass --<name>-url or set its env var)",
+            file=sys.stderr,
+        )
         return 1
     try:
         checks = [

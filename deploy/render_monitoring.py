@@ -106,7 +106,10 @@ def render_dashboard_configmap(dashboard_file: Path, source_name: str) -> str:
 
 def rendered(files: MonitoringFiles) -> dict[Path, str]:
     """Each generated file and the text it must hold."""
-    relative = lambda path: path.relative_to(files.root).as_posix()  # noqa: E731
+
+    def relative(path: Path) -> str:
+        return path.relative_to(files.root).as_posix()
+
     return {
         files.prometheus_rule: render_prometheus_rule(files.rules, relative(files.rules)),
         files.dashboard_configmap: render_dashboard_configmap(

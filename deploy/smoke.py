@@ -29,7 +29,7 @@ from data import schema
 from deploy.http import Response, Unreachable, request, require_http_url
 
 #: Keys a prediction object may carry its probability under.
-SCORE_KEYS = ("fraud_score", "score", "probability")
+SCORE_KEYS = ("fraud_probability", "fraud_score", "score")
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,9 @@ class Target:
     def call(self, method: str, path: str, payload: Any | None = None) -> Response:
         """One request to the service (Host header applied)."""
         headers = {"Host": self.host_header} if self.host_header else {}
-        return request(method, f"{self.url}{path}", payload=payload, headers=headers, timeout=self.timeout)
+        return request(
+            method, f"{self.url}{path}", payload=payload, headers=headers, timeout=self.timeout
+        )
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,9 @@ def check_ready(target: Target, wait_seconds: float = 60.0, pause: float = 2.0) 
 
 def check_scores(target: Target) -> SmokeResult:
     """Smoke test 2: one valid transaction gets one score within [0, 1]."""
-    answer = target.call("POST", f"/v1/models/{target.model}:predict", {"instances": [sample_transaction()]})
+    answer = target.call(
+        "POST", f"/v1/models/{target.model}:predict", {"instances": [sample_transaction()]}
+    )
     if answer.status != 200:
         return SmokeResult("scores a transaction", False, f"HTTP {answer.status}: {answer.text()}")
     try:
@@ -109,13 +113,19 @@ def check_scores(target: Target) -> SmokeResult:
     except (ValueError, AttributeError):
         return SmokeResult("scores a transaction", False, f"not a JSON object: {answer.text()}")
     if not isinstance(predictions, list) or len(predictions) != 1:
-        return SmokeResult("scores a transaction", False, f"expected 1 prediction, got {answer.text()}")
+        return SmokeResult(
+            "scores a transaction", False, f"expected 1 prediction, got {answer.text()}"
+        )
     score = score_of(predictions[0])
     if score is None or not 0.0 <= score <= 1.0:
-        return SmokeResult("scores a transaction", False, f"no fraud score in [0, 1]: {predictions[0]!r}")
+        return SmokeResult(
+            "scores a transaction", False, f"no fraud score in [0, 1]: {predictions[0]!r}"
+        )
     variant = answer.headers.get("x-fraud-model-variant")
     served_by = f", variant {variant}" if variant else ""
-    return SmokeResult("scores a transaction", True, f"score {score:.4f} in {answer.seconds:.2f} s{served_by}")
+    return SmokeResult(
+        "scores a transaction", True, f"score {score:.4f} in {answer.seconds:.2f} s{served_by}"
+    )
 
 
 def check_rejects_bad_input(target: Target) -> SmokeResult:
@@ -123,9 +133,15 @@ def check_rejects_bad_input(target: Target) -> SmokeResult:
     bad = sample_transaction(amount=-5.0)
     answer = target.call("POST", f"/v1/models/{target.model}:predict", {"instances": [bad]})
     if not 400 <= answer.status < 500:
-        return SmokeResult("rejects bad input", False, f"expected a 4xx, got HTTP {answer.status}: {answer.text()}")
+        return SmokeResult(
+            "rejects bad input", False, f"expected a 4xx, got HTTP {answer.status}: {answer.text()}"
+        )
     if schema.TX_AMOUNT not in answer.text(2000):
-        return SmokeResult("rejects bad input", False, f"the error does not name {schema.TX_AMOUNT}: {answer.text()}")
+        return SmokeResult(
+            "rejects bad input",
+            False,
+            f"the error does not name {schema.TX_AMOUNT}: {answer.text()}",
+        )
     return SmokeResult("rejects bad input", True, f"HTTP {answer.status} naming {schema.TX_AMOUNT}")
 
 
@@ -148,8 +164,12 @@ def run_smoke_tests(target: Target, ready_wait_seconds: float = 60.0) -> list[Sm
 
 def main(argv: list[str] | None = None) -> int:
     """CLI: exit 0 when the three smoke tests pass, 1 otherwise (one line per test)."""
-    parser = argparse.ArgumentParser(prog="python -m deploy.smoke", description=__doc__.split("\n")[0])
-    parser.add_argument("--url", default=os.environ.get("FRAUD_SERVING_URL"), help="service base URL")
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.smoke", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--url", default=os.environ.get("FRAUD_SERVING_URL"), help="service base URL"
+    )
     parser.add_argument("--model", default=os.environ.get("FRAUD_MODEL_NAME", "fraud-detector"))
     parser.add_argument("--host-header", default=None, help="Host header for an ingress gateway")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
@@ -159,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --url (or FRAUD_SERVING_URL) is required", file=sys.stderr)
         return 1
     try:
-        target = Target(require_http_url(args.url, "--url"), args.model, args.host_header, args.timeout)
+        target = Target(
+            require_http_url(args.url, "--url"), args.model, args.host_header, args.timeout
+        )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

@@ -163,7 +163,7 @@ class CanaryParams(_Section):
     candidate_port: int = Field(8091, ge=1, le=65535)
     startup_timeout_seconds: float = Field(120.0, gt=0)
     #: no verdict (hold) before the candidate has served this many requests
-    min_candidate_requests: int = Field(100, ge=1)
+    min_candidate_requests: int = Field(200, ge=1)
     #: any 5xx above this share rolls back at once (0 = a single error)
     max_error_rate: float = Field(0.0, ge=0, le=1)
     #: candidate latency percentile may be at most ratio x champion's + slack

@@ -24,7 +24,15 @@ from evidently.tests import Reference, lte
 
 from fraudops.config import DriftParams, Params, load_params
 from fraudops.paths import paths
-from monitoring.outputs import EXIT_DRIFT, build_summary, exit_code, fail, model_ref, publish
+from monitoring.outputs import (
+    EXIT_DRIFT,
+    build_summary,
+    exit_code,
+    fail,
+    model_ref,
+    publish,
+    quiet_mlflow_downloads,
+)
 from monitoring.prometheus import drift_gauges, exposition, push, pushgateway_url, write_textfile
 from monitoring.trigger import trigger_retrain
 from monitoring.window import (
@@ -33,6 +41,7 @@ from monitoring.window import (
     bounded_sample,
     champion_scores,
     is_transactions_file,
+    is_uri,
     load_prediction_window,
     load_transaction_window,
     require_features,
@@ -113,6 +122,25 @@ def _ratio(current: float, reference: float) -> float:
     if reference > 0:
         return current / reference
     return 1.0 if current == 0 else float("inf")
+
+
+def psi(reference: pd.Series, current: pd.Series) -> float:
+    """Evidently's PSI of ``current`` against ``reference`` (one numerical series).
+
+    The same statistic the drift job reports for its top features, for callers comparing
+    two score samples (the canary: candidate vs champion).
+    """
+    column = "value"
+    definition = DataDefinition(numerical_columns=[column])
+    snapshot = Report([ValueDrift(column=column, method="psi")]).run(
+        Dataset.from_pandas(
+            pd.DataFrame({column: current.astype(float)}), data_definition=definition
+        ),
+        Dataset.from_pandas(
+            pd.DataFrame({column: reference.astype(float)}), data_definition=definition
+        ),
+    )
+    return float(snapshot.dict()["metrics"][0]["value"])
 
 
 def _frames(
@@ -350,7 +378,7 @@ def detect_drift(
 class DriftJobConfig:
     """What one drift run judges and where it reports (CLI flags map one to one)."""
 
-    source: Path
+    source: Path | str
     start: str | None = None
     end: str | None = None
     window_days: int | None = None
@@ -363,10 +391,12 @@ class DriftJobConfig:
     pushgateway_url: str | None = None
 
 
-def default_prediction_log_dir() -> Path:
-    """``FRAUD_PREDICTION_LOG_DIR``, else ``run/predictions`` (where local servers log)."""
+def default_prediction_log_dir() -> Path | str:
+    """``FRAUD_PREDICTION_LOG_DIR`` (a folder or an ``s3://`` URI), else ``run/predictions``."""
     configured = os.environ.get("FRAUD_PREDICTION_LOG_DIR")
-    return Path(configured) if configured else paths().run_dir / "predictions"
+    if not configured:
+        return paths().run_dir / "predictions"
+    return configured if is_uri(configured) else Path(configured)
 
 
 def default_report_dir(job: str) -> Path:
@@ -402,7 +432,7 @@ def run_drift_job(config: DriftJobConfig, params: Params) -> tuple[dict, DriftAn
     bundle = load_registered_bundle(config.alias, config.model_name, config.tracking_uri)
     reference = load_reference_sample(config.alias, config.model_name, config.tracking_uri)
     window_days = config.window_days or params.drift.window_days
-    source = Path(config.source)
+    source = config.source if is_uri(config.source) else Path(config.source)
     if is_transactions_file(source):
         current, window = load_transaction_window(
             source,
@@ -441,7 +471,8 @@ def run_drift_job(config: DriftJobConfig, params: Params) -> tuple[dict, DriftAn
     out_dir = config.out_dir or default_report_dir("drift")
     summary = publish(
         summary,
-        analysis.snapshot.save_html,
+        # save_html writes only when given a str (a Path is silently ignored).
+        lambda path: analysis.snapshot.save_html(str(path)),
         out_dir,
         metrics=_mlflow_metrics(analysis, rows),
         experiment=params.drift.experiment if config.log_to_mlflow else None,
@@ -450,7 +481,7 @@ def run_drift_job(config: DriftJobConfig, params: Params) -> tuple[dict, DriftAn
     text = exposition(drift_gauges(summary))
     write_textfile(text, Path(summary["artifacts"]["metrics"]))
     if config.pushgateway_url:
-        push(text, config.pushgateway_url, job="fraud_drift")
+        push(text, config.pushgateway_url, job="fraud-drift")
     return summary, analysis
 
 
@@ -519,9 +550,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--source",
-        type=Path,
-        help="prediction-log directory or transactions file (default: FRAUD_PREDICTION_LOG_DIR "
-        "or run/predictions)",
+        help="prediction-log directory or s3:// URI, or a transactions file (default: "
+        "FRAUD_PREDICTION_LOG_DIR or run/predictions)",
     )
     parser.add_argument("--start", help="window start (ISO date/time, inclusive)")
     parser.add_argument("--end", help="window end (ISO date/time, exclusive)")
@@ -529,9 +559,15 @@ def _parser() -> argparse.ArgumentParser:
         "--window-days", type=int, help="window length (default: drift.window_days)"
     )
     parser.add_argument(
-        "--alias", default="champion", help="registry alias to judge (default champion)"
+        "--alias",
+        default=os.environ.get("FRAUD_MODEL_ALIAS", "champion"),
+        help="registry alias to judge (default: FRAUD_MODEL_ALIAS or champion)",
     )
-    parser.add_argument("--model-name", default=MODEL_NAME)
+    parser.add_argument(
+        "--model-name",
+        default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME),
+        help="registered model (default: FRAUD_MODEL_NAME or fraud-detector)",
+    )
     parser.add_argument(
         "--history", type=Path, help="transactions before the window (default: validated data)"
     )
@@ -548,6 +584,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: exit 0 no drift, 3 drift, 2 error (one line on stderr)."""
     args = _parser().parse_args(argv)
+    quiet_mlflow_downloads()
     try:
         params = load_params()
         config = DriftJobConfig(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,6 +189,11 @@ def publish(
         mlflow.log_artifact(str(files.html))
         mlflow.log_artifact(str(files.summary))
     return summary
+
+
+def quiet_mlflow_downloads() -> None:
+    """No per-file download progress bars on a job's console (CLI start-up, not import)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def fail(job: str, exc: BaseException) -> int:

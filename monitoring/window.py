@@ -12,6 +12,7 @@ Two sources give the same frame (``tx_datetime``, the model's features, ``fraud_
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,8 @@ from training.bundle import SCORE_COLUMN, ModelBundle
 DECISION_COLUMN = "decision"
 MODEL_VERSION_COLUMN = "model_version"
 TRANSACTION_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".txt")
+#: Daily prediction-log files are ``predictions-YYYYMMDD[-N].jsonl`` (serving.prediction_log).
+LOG_PREFIX = "predictions-"
 
 
 class MonitoringInputError(ValueError):
@@ -130,21 +133,64 @@ def champion_scores(frame: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     return scored
 
 
+def is_uri(source: str | Path) -> bool:
+    """``s3://bucket/prefix`` and the like (an object store), not a local path."""
+    return "://" in str(source)
+
+
+def _fetch_log(uri: str, directory: Path) -> Path:
+    """Copy the prediction-log files under ``uri`` (S3, GCS, file://) into ``directory``.
+
+    The cluster's log sink writes the same daily JSON-lines files to an object store; the
+    reader stays one function over a local folder.
+    """
+    from pyarrow import fs
+
+    try:
+        filesystem, root = fs.FileSystem.from_uri(uri.rstrip("/"))
+        listing = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
+    except (OSError, ValueError) as exc:
+        raise MonitoringInputError(f"{uri}: cannot list the prediction log ({exc})") from None
+    for info in listing:
+        if (
+            info.is_file
+            and info.base_name.startswith(LOG_PREFIX)
+            and info.base_name.endswith(".jsonl")
+        ):
+            with filesystem.open_input_stream(info.path) as remote:
+                (directory / info.base_name).write_bytes(remote.read())
+    return directory
+
+
+def read_log(log_dir: Path | str) -> pd.DataFrame:
+    """Every prediction-log record under ``log_dir`` (features as columns); never empty.
+
+    ``log_dir`` is a local folder or an object-store URI (``s3://bucket/prediction-log/``).
+    """
+    from serving.prediction_log import read_prediction_log
+
+    if is_uri(log_dir):
+        with tempfile.TemporaryDirectory(prefix="prediction-log-") as tmp:
+            records = read_prediction_log(_fetch_log(str(log_dir), Path(tmp)))
+    else:
+        if not Path(log_dir).is_dir():
+            raise MonitoringInputError(f"{log_dir}: prediction log directory not found")
+        records = read_prediction_log(Path(log_dir))
+    # tx_amount is both a record field and a feature: keep one column (the same values).
+    records = records.loc[:, ~records.columns.duplicated(keep="last")]
+    if records.empty:
+        raise MonitoringInputError(f"{log_dir}: the prediction log has no records")
+    return records
+
+
 def load_prediction_window(
-    log_dir: Path,
+    log_dir: Path | str,
     start: datetime | str | None,
     end: datetime | str | None,
     window_days: int,
 ) -> tuple[pd.DataFrame, TimeWindow]:
     """Prediction-log records of the window (features as columns) and the window itself."""
-    from serving.prediction_log import read_prediction_log
-
-    log_dir = Path(log_dir)
-    if not log_dir.is_dir():
-        raise MonitoringInputError(f"{log_dir}: prediction log directory not found")
-    records = read_prediction_log(log_dir)
-    if records.empty:
-        raise MonitoringInputError(f"{log_dir}: the prediction log has no records")
+    records = read_log(log_dir)
     window = resolve_window(records[TX_DATETIME], start, end, window_days)
     return in_window(records, window), window
 
@@ -206,7 +252,8 @@ def load_transaction_window(
     return scored, window
 
 
-def is_transactions_file(path: Path) -> bool:
+def is_transactions_file(path: Path | str) -> bool:
     """A path that names a CSV/Parquet file (rather than a prediction-log directory)."""
-    name = Path(path).name.lower()
-    return Path(path).is_file() or name.endswith(TRANSACTION_SUFFIXES)
+    if is_uri(path):
+        return str(path).lower().endswith(TRANSACTION_SUFFIXES)
+    return Path(path).is_file() or Path(path).name.lower().endswith(TRANSACTION_SUFFIXES)

@@ -15,13 +15,14 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import metrics
 from serving.errors import MalformedRequest, ServingError, UnsupportedContentType
 from serving.model_source import ModelHolder
 from serving.schema import ErrorResponse, PredictResponse, invalid_request, predict_request_model
 from serving.scoring import REQUEST_ID_HEADER, PredictionService, request_id_from
-from serving.settings import ServingSettings
+from serving.settings import ServingSettings, configure_logging
 
 logger = logging.getLogger("serving.api")
 
@@ -53,6 +54,14 @@ def _error_response(exc: ServingError) -> JSONResponse:
 async def _serving_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServingError)
     return _error_response(exc)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI's own errors (unparseable body, 404, 405) in the one error format.
+    assert isinstance(exc, StarletteHTTPException)
+    return JSONResponse(
+        status_code=exc.status_code, content={"error": str(exc.detail)}, headers=exc.headers
+    )
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -93,6 +102,7 @@ def create_app(
     app.add_middleware(metrics.ErrorCountingMiddleware)
     app.add_exception_handler(ServingError, _serving_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     predict_path = f"/v1/models/{settings.model_name}:predict"
 
     @app.get("/healthz", summary="Liveness")
@@ -136,13 +146,6 @@ def create_app(
             return JSONResponse(status_code=200 if ok else 503, content=status)
 
     return app
-
-
-def configure_logging() -> None:
-    """One readable line per event on stderr (process-level; called by entry points)."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
 
 
 def run_level(level: str, settings: ServingSettings, host: str, port: int) -> None:

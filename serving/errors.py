@@ -58,6 +58,12 @@ class OnlineStoreUnavailable(ServingError):
     status = 503
 
 
+class NotConfigured(ServingError):
+    """The deployment lacks the component this route needs (``:explain`` without explainer)."""
+
+    status = 501
+
+
 class UpstreamUnavailable(ServingError):
     """The predictor or explainer behind the transformer cannot be reached."""
 

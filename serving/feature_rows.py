@@ -80,12 +80,13 @@ def parse_feature_rows(payload: Any, feature_names: tuple[str, ...], max_batch_s
     if not 1 <= len(instances) <= max_batch_size:
         raise _reject("instances", f"must hold 1 to {max_batch_size} rows (FRAUD_MAX_BATCH_SIZE)", len(instances))
     sent_names = payload.get("feature_names")
-    if sent_names is not None and tuple(sent_names) != tuple(feature_names):
-        sent = list(sent_names) if isinstance(sent_names, list) else sent_names
+    if sent_names is not None and (
+        not isinstance(sent_names, list) or tuple(sent_names) != tuple(feature_names)
+    ):
         raise _reject(
             "feature_names",
             f"must be the model's features in its order: {', '.join(feature_names)}",
-            sent,
+            sent_names,
         )
     rows = [_row_values(row, i, feature_names) for i, row in enumerate(instances)]
     matrix = np.ascontiguousarray(np.asarray(rows, dtype=np.float32))

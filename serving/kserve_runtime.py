@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 
 from serving.errors import ServingError
-from serving.settings import ServingSettings
+from serving.settings import ServingSettings, configure_logging
 
 logger = logging.getLogger("serving.kserve")
 
@@ -41,6 +41,7 @@ def parse_server_args(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None, settings: ServingSettings
 ) -> argparse.Namespace:
     """Parse ``argv``; ``--model_name`` defaults to ``FRAUD_MODEL_NAME``."""
+    configure_logging()
     args = parser.parse_args(argv)
     args.model_name = args.model_name or settings.model_name
     return args
@@ -85,11 +86,6 @@ def serve(model, args: argparse.Namespace) -> None:
         # Two log lines per request (access + KServe timing) cost more than a small predict.
         logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
         logging.getLogger("kserve.trace").setLevel(logging.WARNING)
-    logging.getLogger("serving").setLevel(logging.INFO)
-    if not logging.getLogger("serving").handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        logging.getLogger("serving").addHandler(handler)
     model.enable_latency_logging = args.enable_latency_logging
     # Registered before it is ready: KServe's start() would refuse an unready model, and
     # a server that answers "not ready" is what readiness probes and operators expect.

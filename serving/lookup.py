@@ -56,10 +56,43 @@ class FeatureBatch:
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning "the online store cannot be read" (not a bug in the request)."""
-    import redis.exceptions
+    """Exceptions meaning "the online store cannot be read" (not a bug in the request).
 
-    return (redis.exceptions.RedisError, sqlite3.Error, OSError)
+    Feast's own errors are here too: a feature repo never applied or materialised (no
+    registry, no feature service) is missing infrastructure, not a bad request.
+    """
+    import redis.exceptions
+    from feast.errors import FeastError
+
+    return (redis.exceptions.RedisError, sqlite3.Error, OSError, FeastError)
+
+
+#: Seconds to connect to / hear from Redis before the request becomes a 503.
+REDIS_TIMEOUT_SECONDS = 2
+
+
+def _with_timeouts(redis_url: str | None) -> str | None:
+    """``host:port`` plus socket timeouts (Feast passes ``key=value`` parts to redis-py)."""
+    if not redis_url:
+        return redis_url
+    for key in ("socket_connect_timeout", "socket_timeout"):
+        if f"{key}=" not in redis_url:
+            redis_url += f",{key}={REDIS_TIMEOUT_SECONDS}"
+    return redis_url
+
+
+def _fail_fast_redis(store) -> None:
+    """One immediate retry instead of redis-py's backoff (~12 s before "Redis is down").
+
+    A request waiting seconds for a dead Redis helps nobody: answer 503 at once and let
+    the caller retry. Feast builds the client itself, so it is adjusted after the fact.
+    """
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    online = store._get_provider().online_store
+    client = online._get_client(store.config.online_store)
+    client.set_retry(Retry(NoBackoff(), 1))
 
 
 class OnlineFeatureLookup:
@@ -85,9 +118,11 @@ class OnlineFeatureLookup:
                 self._store = feature_store(
                     self.settings.feast_repo_path(),
                     online=self.settings.online_store,
-                    redis_url=self.settings.redis_url,
+                    redis_url=_with_timeouts(self.settings.redis_url),
                     project=self.settings.feast_project,
                 )
+            if self.settings.online_store == "redis":
+                _fail_fast_redis(self._store)
         try:
             # Warms Feast's registry cache and connections (the first lookup takes ~200 ms).
             online_entity_features(self._store, [0], [0])

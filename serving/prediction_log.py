@@ -107,6 +107,8 @@ def read_prediction_log(
         return pd.DataFrame(columns=list(PredictionRecord.__dataclass_fields__))
     frame = pd.json_normalize(rows, sep=".")
     frame.columns = [c.removeprefix("features.") for c in frame.columns]
+    # A feature named like a record field (tx_amount) holds the same value: keep one column.
+    frame = frame.loc[:, ~frame.columns.duplicated()]
     frame[TX_DATETIME] = pd.to_datetime(frame[TX_DATETIME], format="ISO8601")
     if getattr(frame[TX_DATETIME].dt, "tz", None) is not None:
         frame[TX_DATETIME] = frame[TX_DATETIME].dt.tz_convert("UTC").dt.tz_localize(None)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Final
 import pandas as pd
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainValidator,
@@ -32,8 +33,9 @@ from data.schema import (
 )
 from serving.errors import InvalidRequest
 
-#: ids travel as int64 end to end (Feast entity keys, pandas): larger is a data error.
-INT64_MAX: Final = 2**63 - 1
+#: ids are int64 in storage, but a JSON API promises only what every JSON client (and
+#: JSON Schema tooling) round-trips exactly: integers up to 2**53 - 1.
+MAX_JSON_ID: Final = 2**53 - 1
 #: A transaction time outside this range is a clock or parsing error, not a purchase.
 MIN_TX_DATETIME: Final = datetime(2000, 1, 1)
 MAX_TX_DATETIME: Final = datetime(2100, 1, 1)
@@ -79,10 +81,19 @@ TxDateTime = Annotated[
         {
             "type": "string",
             "format": "date-time",
+            # The year range, as JSON Schema can say it: 2000..2099.
+            "pattern": "^20[0-9]{2}-",
             "description": "ISO 8601; naive = UTC; between 2000-01-01 and 2100-01-01",
         }
     ),
 ]
+
+
+def integral(value: object) -> object:
+    """JSON Schema counts 42.0 as an integer: accept it as 42; 42.5, "42" and true stay errors."""
+    if type(value) is float and value.is_integer() and abs(value) <= MAX_JSON_ID:
+        return int(value)
+    return value
 
 
 def _field(column: str) -> tuple[Any, Any]:
@@ -92,9 +103,11 @@ def _field(column: str) -> tuple[Any, Any]:
     if dtype.startswith("datetime"):
         return TxDateTime, Field(examples=[example])
     if dtype.startswith("int"):
-        high = INT64_MAX if rule.max_value is None else min(int(rule.max_value), INT64_MAX)
+        high = MAX_JSON_ID if rule.max_value is None else min(int(rule.max_value), MAX_JSON_ID)
         low = None if rule.min_value is None else int(rule.min_value)
-        return int, Field(strict=True, ge=low, le=high, examples=[example])
+        return Annotated[int, BeforeValidator(integral)], Field(
+            strict=True, ge=low, le=high, examples=[example]
+        )
     if dtype.startswith("float"):
         return float, Field(
             strict=True,

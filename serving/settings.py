@@ -7,6 +7,7 @@ container on a cluster; nothing is read at import time -- each entry point build
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
@@ -66,3 +67,14 @@ class ServingSettings(BaseSettings):
 def load_settings() -> ServingSettings:
     """Read the serving settings from the environment (call once per process)."""
     return ServingSettings()
+
+
+def configure_logging() -> None:
+    """One readable line per event on stderr for the ``serving`` loggers (entry points call it)."""
+    logger = logging.getLogger("serving")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False

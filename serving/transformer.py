@@ -23,7 +23,7 @@ import kserve
 
 from features.definitions import FEATURE_NAMES
 from serving import metrics
-from serving.errors import InvalidRequest, ServingError, UpstreamUnavailable, upstream_error
+from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
 from serving.prediction_log import PredictionLogWriter
 from serving.predictor import require_json_content
@@ -145,7 +145,7 @@ class FraudTransformer(kserve.Model):
     async def explain(self, payload: TransformedRequest, headers=None) -> UpstreamAnswer:
         """Send the rows and their context to the explainer (``--explainer_host``)."""
         if not self.explainer_host:
-            raise ServingError(
+            raise NotConfigured(
                 "explanations need an explainer: start the transformer with --explainer_host "
                 "(make level5)"
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 
@@ -27,6 +28,8 @@ def run_cli(main: Callable[[], int | None]) -> int:
         FileNotFoundError,
         MlflowException,
     )
+    # A terminal wants the answer, not MLflow's per-file download progress bars.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return main() or 0
     except expected as exc:

@@ -13,13 +13,13 @@ import getpass
 import json
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from fraudops.config import Params, RegisterParams
-from training.bundle import MODEL_NAME, load_run_bundle
+from training.bundle import MODEL_NAME, ModelBundle, load_run_bundle
 from training.evaluate import EvaluationError, evaluate_bundle
 from training.tracking import (
     MODEL_ID_TAG,
@@ -39,12 +39,14 @@ COMPARISON_METRIC = "average_precision"
 __all__ = [
     "CANDIDATE",
     "CHAMPION",
+    "ChallengeResult",
     "ChampionChange",
     "GateResult",
     "NoPreviousChampionError",
     "PromotionDecision",
     "RegistryError",
     "RegistryUnavailableError",
+    "challenge_champion",
     "champion_history",
     "current_version",
     "passes_registration_gate",
@@ -278,54 +280,66 @@ def register_candidate(
     return str(version.version)
 
 
-def promote_if_better(
-    candidate_version: str,
+@dataclass(frozen=True)
+class ChallengeResult:
+    """Candidate vs the current champion, both scored on the same test window."""
+
+    better: bool
+    reason: str
+    champion_version: str | None
+    candidate_metrics: dict[str, float] = field(default_factory=dict)
+    champion_metrics: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        """Plain JSON-able form (the pipeline passes it between steps as a file)."""
+        return {
+            "better": self.better,
+            "reason": self.reason,
+            "champion_version": self.champion_version,
+            "candidate_metrics": self.candidate_metrics,
+            "champion_metrics": self.champion_metrics,
+        }
+
+
+def challenge_champion(
+    candidate: ModelBundle,
     test_df: pd.DataFrame,
     params: Params,
     tracking_uri: str | None = None,
-    actor: str | None = None,
-) -> PromotionDecision:
-    """Champion-challenger on the SAME test window; move ``@champion`` only if it pays.
+) -> ChallengeResult:
+    """Does ``candidate`` beat ``@champion`` on ``test_df``? Changes nothing in the registry.
 
-    The first registered model becomes champion. Otherwise the candidate wins when its
-    average precision beats the champion's by at least ``register.promote_margin``; a
-    losing candidate keeps ``@candidate`` and the champion stays where it is.
+    No champion yet: the candidate wins (the first model becomes champion). Otherwise it
+    wins when its average precision beats the champion's by at least
+    ``register.promote_margin``.
     """
     client, uri = _client(tracking_uri)
-    model_name = params.register_.model_name
-    candidate_version = str(candidate_version)
-    champion_version = _alias_version(client, model_name, CHAMPION)
-    candidate = load_run_bundle(client.get_model_version(model_name, candidate_version).run_id, uri)
-    candidate_metrics = evaluate_bundle(candidate, test_df, params.evaluate)
+    return _challenge(client, uri, candidate, test_df, params)
 
-    def decide(
-        promoted: bool, reason: str, champion_metrics: dict | None = None
-    ) -> PromotionDecision:
-        previous = champion_version
-        if promoted:
-            _move_champion(client, model_name, candidate_version, reason, actor)
-        return PromotionDecision(
-            promoted=promoted,
-            candidate_version=candidate_version,
-            champion_version=candidate_version if promoted else str(champion_version),
-            previous_champion=previous,
-            reason=reason,
-            candidate_metrics=candidate_metrics,
-            champion_metrics=champion_metrics or {},
+
+def _challenge(
+    client, uri: str, candidate: ModelBundle, test_df: pd.DataFrame, params: Params
+) -> ChallengeResult:
+    model_name = params.register_.model_name
+    candidate_metrics = evaluate_bundle(candidate, test_df, params.evaluate)
+    champion_version = _alias_version(client, model_name, CHAMPION)
+
+    def result(better: bool, reason: str, champion_metrics: dict | None = None) -> ChallengeResult:
+        return ChallengeResult(
+            better, reason, champion_version, candidate_metrics, champion_metrics or {}
         )
 
     if champion_version is None:
-        return decide(True, "first model: there was no champion")
-    if champion_version == candidate_version:
-        return decide(False, f"version {candidate_version} is already the champion")
-
+        return result(True, "first model: there was no champion")
+    if candidate.model_version is not None and candidate.model_version == champion_version:
+        return result(False, f"version {champion_version} is already the champion")
     champion = load_run_bundle(client.get_model_version(model_name, champion_version).run_id, uri)
     try:
         champion_metrics = evaluate_bundle(champion, test_df, params.evaluate)
     except EvaluationError as exc:
         # The champion cannot score the current data (its features are gone): it cannot
         # serve either, so the candidate that can takes over.
-        return decide(
+        return result(
             True, f"champion version {champion_version} cannot score the test window: {exc}"
         )
 
@@ -333,19 +347,50 @@ def promote_if_better(
     champ_ap = champion_metrics[COMPARISON_METRIC]
     margin = params.register_.promote_margin
     if math.isnan(cand_ap) or math.isnan(champ_ap):
-        return decide(
+        return result(
             False,
             "average precision undefined on the test window (no fraud in it)",
             champion_metrics,
         )
-    improvement = cand_ap - champ_ap
     summary = (
         f"candidate AP {cand_ap:.4f} vs champion v{champion_version} AP {champ_ap:.4f} "
         f"(margin {margin:g})"
     )
+    improvement = cand_ap - champ_ap
     if improvement > 0 and improvement >= margin:
-        return decide(True, f"{summary}: candidate better", champion_metrics)
-    return decide(False, f"{summary}: champion kept", champion_metrics)
+        return result(True, f"{summary}: candidate better", champion_metrics)
+    return result(False, f"{summary}: champion kept", champion_metrics)
+
+
+def promote_if_better(
+    candidate_version: str,
+    test_df: pd.DataFrame,
+    params: Params,
+    tracking_uri: str | None = None,
+    actor: str | None = None,
+) -> PromotionDecision:
+    """Champion-challenger for a registered version; moves ``@champion`` only if it wins.
+
+    A losing candidate keeps ``@candidate`` and the champion stays where it is: a normal,
+    successful outcome.
+    """
+    client, uri = _client(tracking_uri)
+    model_name = params.register_.model_name
+    candidate_version = str(candidate_version)
+    run_id = client.get_model_version(model_name, candidate_version).run_id
+    candidate = replace(load_run_bundle(run_id, uri), model_version=candidate_version)
+    challenge = _challenge(client, uri, candidate, test_df, params)
+    if challenge.better:
+        _move_champion(client, model_name, candidate_version, challenge.reason, actor)
+    return PromotionDecision(
+        promoted=challenge.better,
+        candidate_version=candidate_version,
+        champion_version=candidate_version if challenge.better else str(challenge.champion_version),
+        previous_champion=challenge.champion_version,
+        reason=challenge.reason,
+        candidate_metrics=challenge.candidate_metrics,
+        champion_metrics=challenge.champion_metrics,
+    )
 
 
 def promote(

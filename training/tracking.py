@@ -73,6 +73,12 @@ def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
                     pass
             finally:
                 engine.dispose()
+    except ImportError as exc:
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the project pins psycopg2.
+        raise RegistryUnavailableError(
+            f"MLflow registry at {tracking_uri} is unreachable: database driver missing ({exc}); "
+            "for PostgreSQL use postgresql+psycopg2://"
+        ) from None
     except (requests.RequestException, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RegistryUnavailableError(

@@ -39,7 +39,9 @@ def test_data_hash_is_read_from_dvc_lock(tmp_path: Path) -> None:
 
 def test_data_hash_of_a_tracked_directory(tmp_path: Path) -> None:
     write_validated(tmp_path)
-    lock = {"stages": {"validate": {"outs": [{"path": "data/validated", "md5": "b" * 32 + ".dir"}]}}}
+    lock = {
+        "stages": {"validate": {"outs": [{"path": "data/validated", "md5": "b" * 32 + ".dir"}]}}
+    }
     (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
     assert dvc_data_hash(tmp_path) == "b" * 32 + ".dir"
 

@@ -38,7 +38,9 @@ def test_much_larger_amount_than_usual_never_lowers_the_score(trained: TrainingR
     assert after.mean() > before.mean()  # and on average it raises it
 
 
-def test_same_seed_same_model(training_frame: pd.DataFrame, params: Params, trained: TrainingResult) -> None:
+def test_same_seed_same_model(
+    training_frame: pd.DataFrame, params: Params, trained: TrainingResult
+) -> None:
     again = train_models(training_frame, params)
     X = feature_matrix(trained.split.test, trained.bundle.feature_names)
     np.testing.assert_array_equal(trained.bundle.predict_proba(X), again.bundle.predict_proba(X))
@@ -73,7 +75,9 @@ def test_missing_feature_values_still_score(trained: TrainingResult) -> None:
     assert p.shape == (1,) and 0.0 <= p[0] <= 1.0
 
 
-def test_reference_sample_has_features_scores_and_time(trained: TrainingResult, params: Params) -> None:
+def test_reference_sample_has_features_scores_and_time(
+    trained: TrainingResult, params: Params
+) -> None:
     reference = trained.reference_sample
     assert len(reference) == params.train.reference_sample_size
     assert {"tx_datetime", "fraud_probability", *FEATURE_NAMES} <= set(reference.columns)

@@ -13,7 +13,11 @@ from training.split import SplitError, days_needed, split_by_time
 def daily_frame(n_days: int, per_day: int = 3, start: str = "2026-01-01") -> pd.DataFrame:
     """``per_day`` transactions a day at 00:00, 12:00, 23:59:59 (window edges included)."""
     days = pd.date_range(start, periods=n_days, freq="D")
-    offsets = [pd.Timedelta(0), pd.Timedelta(hours=12), pd.Timedelta(hours=23, minutes=59, seconds=59)]
+    offsets = [
+        pd.Timedelta(0),
+        pd.Timedelta(hours=12),
+        pd.Timedelta(hours=23, minutes=59, seconds=59),
+    ]
     when = [day + offsets[i % 3] for day in days for i in range(per_day)]
     return pd.DataFrame({TX_DATETIME: when, "row": range(len(when))})
 
@@ -59,13 +63,17 @@ def test_split_ignores_row_order() -> None:
 
 
 def test_too_short_data_names_days_needed_and_available() -> None:
-    with pytest.raises(SplitError, match=r"need 120 days .* got 119 days \(2026-01-01\.\.2026-04-29\)"):
+    with pytest.raises(
+        SplitError, match=r"need 120 days .* got 119 days \(2026-01-01\.\.2026-04-29\)"
+    ):
         split_by_time(daily_frame(119), DEFAULTS)
 
 
 def test_validation_must_fit_inside_the_training_window() -> None:
     with pytest.raises(SplitError, match="train.validation_days"):
-        split_by_time(daily_frame(120), TrainParams(train_days=14, validation_days=14, burn_in_days=0))
+        split_by_time(
+            daily_frame(120), TrainParams(train_days=14, validation_days=14, burn_in_days=0)
+        )
 
 
 def test_missing_datetime_column_is_named() -> None:

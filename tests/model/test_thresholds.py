@@ -36,7 +36,9 @@ def test_unreachable_precision_sends_everything_risky_to_review() -> None:
 
 
 def test_decide_maps_probabilities_at_the_cut_offs() -> None:
-    decisions = Thresholds(review=0.3, decline=0.8).decide(np.array([0.0, 0.299, 0.3, 0.79, 0.8, 1.0]))
+    decisions = Thresholds(review=0.3, decline=0.8).decide(
+        np.array([0.0, 0.299, 0.3, 0.79, 0.8, 1.0])
+    )
     assert decisions.tolist() == ["APPROVE", "APPROVE", "REVIEW", "REVIEW", "DECLINE", "DECLINE"]
 
 

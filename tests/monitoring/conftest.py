@@ -133,6 +133,7 @@ def project(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", registry.tracking_uri)
     monkeypatch.setenv("FRAUD_PARAMS", str(Path(__file__).resolve().parents[2] / "params.yaml"))
     monkeypatch.delenv("FRAUD_PUSHGATEWAY_URL", raising=False)
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return registry
 
 

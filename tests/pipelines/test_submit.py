@@ -108,9 +108,11 @@ def _handler(fake: FakeKfp) -> type[BaseHTTPRequestHandler]:
             elif route == ("GET", f"{API}/experiments"):
                 wanted = json.loads(parse_qs(parsed.query)["filter"][0])["predicates"][0]
                 name = wanted["stringValue"]
-                found = [
-                    {"experiment_id": fake.experiments[name], "display_name": name}
-                ] if name in fake.experiments else []
+                found = (
+                    [{"experiment_id": fake.experiments[name], "display_name": name}]
+                    if name in fake.experiments
+                    else []
+                )
                 self._reply(200, {"experiments": found, "total_size": len(found)})
             elif route == ("POST", f"{API}/experiments"):
                 name = fake.requests[-1].body["display_name"]
@@ -125,10 +127,10 @@ def _handler(fake: FakeKfp) -> type[BaseHTTPRequestHandler]:
             else:
                 self._reply(404, {"error_message": f"no route {method} {parsed.path}"})
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # http.server's naming
             self._handle("GET")
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._handle("POST")
 
     return Handler
@@ -253,13 +255,14 @@ def test_host_from_env_and_lineage_defaults(
     assert f"run_url={fake_kfp.url}/#/runs/details/{RUN_ID}" in capsys.readouterr().out
 
 
-def test_missing_host_exits_2_with_one_line() -> None:
+def test_missing_host_exits_2_with_one_line(tmp_path: Path) -> None:
     # Through the real entry point: exit code and stderr exactly as a user sees them.
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(project_root())}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "pipelines.submit", *_argv(None)],
         cwd=project_root(),
         env=env,
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -267,10 +270,11 @@ def test_missing_host_exits_2_with_one_line() -> None:
 
     assert result.returncode == 2
     assert result.stdout == ""
-    assert result.stderr.strip().splitlines() == [
+    expected = (
         "submit: --host: required (or set KFP_HOST), "
         "e.g. --host https://kubeflow.example.com/pipeline"
-    ]
+    )
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 @pytest.mark.parametrize(

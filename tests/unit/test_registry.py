@@ -10,20 +10,28 @@ import pytest
 from mlflow import MlflowClient
 
 from features.definitions import FEATURE_NAMES
+from tests.model.mlflow_store import fresh_sqlite_store, migrated_store_template
 from tests.model.synthetic import WEAK_XGBOOST, small_params, write_training_set
-from training.bundle import load_registered_bundle, load_reference_sample
+from training.bundle import load_reference_sample, load_registered_bundle
 from training.register import (
     NoPreviousChampionError,
     RegistryUnavailableError,
     champion_history,
     current_version,
     promote,
+    promote_if_better,
     register_candidate,
     rollback,
 )
-from training.run import run_training
+from training.run import holdout_window, run_training
 
 MODEL = "fraud-detector"
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated, empty MLflow database that each test copies into its own tmp_path."""
+    return migrated_store_template(tmp_path_factory.mktemp("mlflow-template"))
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +40,10 @@ def training_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh SQLite tracking store + artifact root inside this test's tmp_path."""
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mlflow_template: Path) -> str:
+    """This test's own SQLite tracking store + artifact root inside its tmp_path."""
     monkeypatch.setenv("FRAUD_PROJECT_ROOT", str(tmp_path))
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+    return fresh_sqlite_store(mlflow_template, tmp_path)
 
 
 def train_and_register(training_set: Path, uri: str, tmp_path: Path, weak: bool = False):
@@ -55,8 +63,8 @@ def test_first_model_becomes_champion(training_set: Path, registry: str, tmp_pat
     summary = train_and_register(training_set, registry, tmp_path)
     assert summary.gate.passed
     assert summary.candidate_version == "1"
-    assert summary.decision.promoted
-    assert summary.decision.reason == "first model: there was no champion"
+    assert summary.promoted
+    assert summary.challenge.reason == "first model: there was no champion"
     assert current_version("champion", MODEL, registry) == "1"
     assert current_version("candidate", MODEL, registry) == "1"
     bundle = load_registered_bundle("champion", MODEL, registry)
@@ -72,11 +80,12 @@ def test_worse_candidate_is_not_promoted_and_the_run_succeeds(
     train_and_register(training_set, registry, tmp_path)
     summary = train_and_register(training_set, registry, tmp_path, weak=True)
     assert summary.candidate_version == "2"
-    assert not summary.decision.promoted
-    assert "champion kept" in summary.decision.reason
+    assert not summary.promoted and summary.champion_change is None
+    assert "champion kept" in summary.challenge.reason
     # both scored on the same test window
-    assert summary.decision.candidate_metrics["n_transactions"] == (
-        summary.decision.champion_metrics["n_transactions"]
+    assert (
+        summary.challenge.candidate_metrics["n_transactions"]
+        == (summary.challenge.champion_metrics["n_transactions"])
     )
     assert current_version("champion", MODEL, registry) == "1"
     assert current_version("candidate", MODEL, registry) == "2"
@@ -90,7 +99,10 @@ def test_better_candidate_is_promoted_and_rollback_restores_the_previous_champio
 ) -> None:
     train_and_register(training_set, registry, tmp_path, weak=True)
     summary = train_and_register(training_set, registry, tmp_path)
-    assert summary.decision.promoted and "candidate better" in summary.decision.reason
+    assert summary.promoted and "candidate better" in summary.challenge.reason
+    assert summary.champion_change.describe().startswith(
+        f"{MODEL}@champion: version 1 -> version 2 (promote by training.run: candidate AP"
+    )
     assert current_version("champion", MODEL, registry) == "2"
 
     change = rollback(MODEL, registry, actor="oncall")
@@ -100,7 +112,11 @@ def test_better_candidate_is_promoted_and_rollback_restores_the_previous_champio
     )
     assert current_version("champion", MODEL, registry) == "1"
     assert load_registered_bundle("champion", MODEL, registry).model_version == "1"
-    assert [e["event"] for e in champion_history(MODEL, registry)] == ["promote", "promote", "rollback"]
+    assert [e["event"] for e in champion_history(MODEL, registry)] == [
+        "promote",
+        "promote",
+        "rollback",
+    ]
 
     with pytest.raises(NoPreviousChampionError, match="version 1, which has no previous champion"):
         rollback(MODEL, registry)
@@ -125,15 +141,45 @@ def test_gate_failure_logs_the_run_but_registers_nothing(
 ) -> None:
     params = small_params(register={"min_net_benefit": 1e9, "min_f1": 0.2})
     summary = run_training(
-        params, training_set=training_set, artifacts_dir=tmp_path / "artifacts", tracking_uri=registry
+        params,
+        training_set=training_set,
+        artifacts_dir=tmp_path / "artifacts",
+        tracking_uri=registry,
     )
     assert not summary.gate.passed
-    assert summary.candidate_version is None and summary.decision is None
+    assert summary.candidate_version is None and not summary.promoted
     assert "is not > $1,000,000,000 (fail)" in summary.gate.reasons[0]
     client = MlflowClient(registry)
     assert client.get_run(summary.run_id).info.status == "FINISHED"
     assert client.search_registered_models() == []
     assert json.loads(summary.metrics_path.read_text())["gate_passed"] is False
+
+
+def test_promote_if_better_on_registered_versions(
+    training_set: Path, registry: str, tmp_path: Path
+) -> None:
+    closed = {"min_net_benefit": 1e12}  # log runs without registering them
+    strong = run_training(
+        small_params(register=closed), training_set, tmp_path / "a", tracking_uri=registry
+    )
+    weak_params = small_params(train=WEAK_XGBOOST, register=closed)
+    weak = run_training(weak_params, training_set, tmp_path / "a", tracking_uri=registry)
+    test_df = holdout_window(training_set, small_params())
+
+    assert register_candidate(strong.run_id, MODEL, registry) == "1"
+    first = promote_if_better("1", test_df, small_params(), registry, actor="ci")
+    assert first.promoted and first.previous_champion is None
+
+    assert register_candidate(weak.run_id, MODEL, registry) == "2"
+    assert current_version("candidate", MODEL, registry) == "2"
+    second = promote_if_better("2", test_df, small_params(), registry)
+    assert not second.promoted and second.champion_version == "1"
+    assert (
+        second.champion_metrics["average_precision"] > second.candidate_metrics["average_precision"]
+    )
+    assert current_version("champion", MODEL, registry) == "1"
+    # the champion challenged by itself is not a promotion
+    assert not promote_if_better("1", test_df, small_params(), registry).promoted
 
 
 def test_the_run_carries_everything_the_model_needs(

@@ -1,0 +1,49 @@
+# Level 3: KServe predictor (native XGBoost booster).
+#
+#   docker build -f serving/docker/predictor.Dockerfile -t ghcr.io/OWNER/fraud-mlops-predictor:<tag> .
+#
+# KServe's storage initializer mounts storageUri at /mnt/models (FRAUD_MODEL_DIR); without
+# it the predictor resolves MLFLOW_TRACKING_URI + FRAUD_MODEL_ALIAS.
+#
+# Dependencies come from uv.lock (--frozen, the `serve` extra): the image runs the versions
+# the tests ran. Build from the repository root.
+
+ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
+    UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN pip install --no-cache-dir uv==0.13.9
+WORKDIR /src
+# The lock and the project metadata only: this layer changes when dependencies do.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --no-install-project --no-cache --extra serve
+
+FROM ${PYTHON_IMAGE}
+# A fixed numeric uid, so Kubernetes `runAsNonRoot` can check it; log folders it may write.
+RUN groupadd --system --gid 10001 fraud \
+    && useradd --system --uid 10001 --gid fraud --no-create-home --shell /usr/sbin/nologin fraud \
+    && mkdir -p /var/log/fraud/predictions /var/log/fraud/audit \
+    && chown -R fraud:fraud /var/log/fraud
+# Same base image in both stages, so the venv's python symlink resolves here too.
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    VIRTUAL_ENV=/opt/venv \
+    PYTHONPATH=/app \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    FRAUD_PREDICTION_LOG_DIR=/var/log/fraud/predictions \
+    FRAUD_AUDIT_LOG_DIR=/var/log/fraud/audit
+WORKDIR /app
+# The packages the server imports; no data, no tracking state, no tests.
+COPY fraudops/ fraudops/
+COPY data/*.py data/
+COPY features/ features/
+COPY training/ training/
+COPY serving/ serving/
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["python", "-m", "serving.predictor"]

@@ -1,0 +1,82 @@
+"""The Kubeflow pipeline under kfp.local: compiled-YAML staleness and the failing gates."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from tests.e2e.conftest import Project
+
+
+def test_committed_pipeline_yaml_is_what_the_code_compiles() -> None:
+    from pipelines.compile import is_current
+
+    assert is_current(), "stale pipeline YAML: run `python -m pipelines.compile`"
+
+
+def test_staleness_check_fails_on_a_changed_pipeline(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from pipelines import compile as compile_module
+
+    stale = tmp_path / "pipeline.yaml"
+    shutil.copy(compile_module.compiled_pipeline_path(), stale)
+    stale.write_text(stale.read_text().replace("4 evaluate vs champion", "4 evaluate"))
+    monkeypatch.setattr(compile_module, "compiled_pipeline_path", lambda: stale)
+    assert compile_module.main(["--check"]) == 1
+
+
+@pytest.fixture(scope="module")
+def champion_project(project: Project) -> Project:
+    """The shared copy with a champion (trained here if no earlier test did)."""
+    if project.alias("champion") is None:
+        project.dvc("repro")
+    assert project.alias("champion") is not None
+    return project
+
+
+def _versions(project: Project) -> int:
+    return len(project.registry().search_model_versions("name='fraud-detector'"))
+
+
+def test_bad_data_stops_the_run_with_the_validation_message(champion_project: Project) -> None:
+    project = champion_project
+    champion, versions = project.alias("champion"), _versions(project)
+    validated = project.root / "data" / "validated" / "transactions.parquet"
+    good = validated.read_bytes()
+    frame = pd.read_parquet(validated)
+    frame.loc[frame.index[:3], "tx_amount"] = -5.0
+    frame.to_parquet(validated, index=False)
+    try:
+        result = project.python("-m", "pipelines.run_local", check=False)
+    finally:
+        validated.write_bytes(good)
+    assert result.returncode == 1
+    assert "GATE data validation: FAIL" in result.stdout
+    assert "tx_amount: must be >= 0" in result.stdout
+    assert "pipeline stopped:" in result.stdout and "validate-data" in result.stdout
+    assert project.alias("champion") == champion and _versions(project) == versions
+
+
+def test_unreachable_registry_fails_the_run_and_leaves_the_champion(
+    champion_project: Project, unused_tcp_port: int
+) -> None:
+    project = champion_project
+    champion, versions = project.alias("champion"), _versions(project)
+    env = dict(project.env, MLFLOW_TRACKING_URI=f"http://127.0.0.1:{unused_tcp_port}")
+    result = Project(project.root)
+    result.env = env
+    outcome = result.python("-m", "pipelines.run_local", check=False)
+    assert outcome.returncode == 1
+    assert f"127.0.0.1:{unused_tcp_port}" in outcome.stdout
+    assert "evaluate-model" in outcome.stdout
+    assert project.alias("champion") == champion and _versions(project) == versions
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,101 @@
+"""In-process units: the request model, feature-row parsing, reason texts, settings, launch plan."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from features.definitions import FEATURE_NAMES
+from serving.errors import InvalidRequest
+from serving.explain import describe_feature, reason_text, top_reasons
+from serving.feature_rows import parse_feature_rows
+from serving.launch import level_components
+from serving.schema import EXAMPLE_TRANSACTION, parse_tx_datetime, validate_transactions
+from serving.settings import ServingSettings
+
+
+def test_request_model_normalises_time_to_naive_utc() -> None:
+    moment = parse_tx_datetime("2026-05-02T16:03:27+02:00")
+    assert moment.isoformat() == "2026-05-02T14:03:27"
+    [transaction] = validate_transactions({"instances": [EXAMPLE_TRANSACTION]}, 4)
+    assert transaction.customer_id == 42 and transaction.tx_amount == 57.16
+
+
+def test_request_errors_list_every_broken_field() -> None:
+    bad = {**EXAMPLE_TRANSACTION, "tx_amount": -1.0, "terminal_id": "7", "shop": "x"}
+    with pytest.raises(InvalidRequest) as caught:
+        validate_transactions({"instances": [EXAMPLE_TRANSACTION, bad]}, 4)
+    fields = {d["field"]: d["rule"] for d in caught.value.details}
+    assert fields["instances[1].tx_amount"] == "must be >= 0.0"
+    assert fields["instances[1].terminal_id"] == "must be an integer"
+    assert fields["instances[1].shop"].startswith("unknown field")
+    assert caught.value.status == 422 and "instances[1].tx_amount: must be >= 0.0, got -1.0" in caught.value.message
+
+
+def test_batch_limit_comes_from_configuration() -> None:
+    assert len(validate_transactions({"instances": [EXAMPLE_TRANSACTION] * 3}, 3)) == 3
+    with pytest.raises(InvalidRequest, match="at most 2 transactions"):
+        validate_transactions({"instances": [EXAMPLE_TRANSACTION] * 3}, 2)
+
+
+def test_feature_rows_become_float32_in_model_order() -> None:
+    named = {name: float(i) for i, name in enumerate(FEATURE_NAMES)}
+    named["terminal_risk_1d"] = None
+    rows = parse_feature_rows({"instances": [named, list(named.values())]}, FEATURE_NAMES, 8)
+    assert rows.matrix.dtype == np.float32 and rows.matrix.flags["C_CONTIGUOUS"]
+    assert rows.matrix.shape == (2, len(FEATURE_NAMES))
+    position = FEATURE_NAMES.index("terminal_risk_1d")
+    assert math.isnan(rows.matrix[0, position]) and math.isnan(rows.matrix[1, position])
+    assert rows.matrix[0, 1] == 1.0
+
+
+@pytest.mark.parametrize(
+    "feature,value,expected",
+    [
+        ("customer_amount_ratio_30d", 5.23, "amount is 5.2× this customer's 30-day average"),
+        ("customer_amount_ratio_30d", None, "no 30-day spending history to compare the amount with"),
+        ("tx_amount", 1234.5, "amount is 1,234.50"),
+        ("tx_during_night", 1.0, "made at night (before 06:00)"),
+        ("tx_during_weekend", 0.0, "made on a weekday"),
+        ("customer_tx_count_1d", 1.0, "customer made 1 transaction in the last day"),
+        ("terminal_tx_count_7d", 12.0, "terminal processed 12 transactions in the last 7 days"),
+        ("customer_mean_amount_7d", None, "customer has no transactions in the last 7 days"),
+        ("terminal_risk_30d", 0.25, "25% of this terminal's labelled transactions in its 30-day window were fraud"),
+        ("terminal_risk_1d", None, "no labelled transactions at this terminal in its 1-day window"),
+    ],
+)
+def test_feature_descriptions_read_as_plain_language(feature: str, value, expected: str) -> None:
+    assert describe_feature(feature, value) == expected
+
+
+def test_reasons_are_the_largest_contributions_with_their_direction() -> None:
+    row = np.array([900.0, 0.0, 1.0] + [1.0] * (len(FEATURE_NAMES) - 3), dtype=np.float32)
+    contributions = np.zeros(len(FEATURE_NAMES))
+    contributions[0], contributions[2], contributions[5] = 2.5, -0.7, 0.1
+    reasons = top_reasons(FEATURE_NAMES, row, contributions, k=2)
+    assert [r["feature"] for r in reasons] == ["tx_amount", "tx_during_night"]
+    assert reasons[0]["text"] == "amount is 900.00 (raises risk)"
+    assert reasons[1]["text"] == reason_text("tx_during_night", 1.0, -0.7) == "made at night (before 06:00) (lowers risk)"
+
+
+def test_settings_read_the_fraud_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FRAUD_MODEL_ALIAS", "candidate")
+    monkeypatch.setenv("FRAUD_MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("FRAUD_ONLINE_STORE", "redis")
+    settings = ServingSettings()
+    assert (settings.model_alias, settings.max_batch_size, settings.online_store) == ("candidate", 32, "redis")
+    monkeypatch.setenv("FRAUD_ONLINE_STORE", "cassandra")
+    with pytest.raises(ValueError, match="online_store"):
+        ServingSettings()
+
+
+def test_each_level_answers_on_one_entry_port() -> None:
+    for level in ("level1", "level2", "level3", "level4", "level5"):
+        components = level_components(level, port=8080, predictor_port=8081, explainer_port=8082)
+        assert components[-1].port == 8080
+        assert len({c.port for c in components}) == len(components)
+    level5 = level_components("level5")
+    assert [c.name for c in level5] == ["predictor", "explainer", "transformer"]
+    assert "--explainer_host" in level5[-1].args and "127.0.0.1:8081" in level5[-1].args
