@@ -39,11 +39,10 @@ setup: $(STAMP) ## Create .venv with every pinned dependency (uv.lock)
 .PHONY: data
 data: $(STAMP) ## Simulate (or SOURCE=file.csv|parquet ingest) and validate transactions
 ifdef SOURCE
-	$(PY) -m data.acquire --source "$(SOURCE)"
-	$(PY) -m data.validate
-else
-	$(DVC) repro validate
+	$(PY) -m data.acquire set-source "$(SOURCE)"
 endif
+	mkdir -p data/live
+	$(DVC) repro validate
 
 .PHONY: validate
 validate: $(STAMP) ## Validate raw + live transactions (stops naming the column and the rule)
@@ -62,6 +61,10 @@ train: $(STAMP) ## Run the whole DVC pipeline: data -> features -> train -> regi
 pipeline: $(STAMP) ## Run the Kubeflow pipeline locally (kfp.local) on the current features
 	$(DVC) repro featurize
 	$(PY) -m pipelines.run_local
+
+.PHONY: retrain
+retrain: $(STAMP) ## Next DAYS (7) of traffic [DRIFT=scenario] -> DVC -> pipeline -> gates summary
+	$(PY) -m pipelines.retrain --days $(or $(DAYS),7) $(if $(DRIFT),--drift $(DRIFT),)
 
 .PHONY: compile
 compile: $(STAMP) ## Recompile the Kubeflow pipeline YAML (commit the result)

@@ -14,6 +14,8 @@ Every write is atomic: a failure leaves the previous file as it was.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import sys
 from pathlib import Path
 from typing import get_args
@@ -25,7 +27,14 @@ from data.ingest import read_transactions
 from data.schema import TERMINAL_ID, TRANSACTION_ID, TX_DATETIME, TX_FRAUD
 from data.simulate import simulate_next_days, simulate_transactions
 from data.validate import DataValidationError
-from fraudops.config import ConfigError, DriftScenario, Params, load_params, project_root
+from fraudops.config import (
+    ConfigError,
+    DriftScenario,
+    Params,
+    load_params,
+    params_path,
+    project_root,
+)
 from fraudops.paths import paths
 
 SIMULATE_SOURCE = "simulate"
@@ -47,6 +56,26 @@ def acquire_transactions(
     if path is None:
         return simulate_transactions(params.simulate, progress=progress)
     return read_transactions(path)
+
+
+_SOURCE_LINE = re.compile(r"^(data:\n(?:[ \t]+.*\n|[ \t]*#.*\n|\n)*?[ \t]+source:[ \t]*)(\S.*)$", re.MULTILINE)
+
+
+def set_source(params_file: Path, source: str) -> None:
+    """Point ``data.source`` in ``params.yaml`` at ``source`` (comments kept), so DVC sees it.
+
+    ``make data SOURCE=file`` uses this: the acquire stage reads ``data.source``, so changing
+    it makes ``dvc repro`` re-acquire, and the choice is recorded in git with the params.
+    """
+    path = resolve_source(source)
+    if path is not None and not path.exists():
+        raise FileNotFoundError(f"data.source: {path} does not exist")
+    text = params_file.read_text()
+    value = source if path is None else str(path)
+    updated, count = _SOURCE_LINE.subn(lambda m: m.group(1) + json.dumps(value), text, count=1)
+    if count != 1:
+        raise ValueError(f"{params_file}: no `source:` key under `data:` to update")
+    params_file.write_text(updated)
 
 
 def _describe(df: pd.DataFrame) -> str:
@@ -75,6 +104,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     sub = parser.add_subparsers(dest="command")
+    use = sub.add_parser("set-source", help="set params.yaml data.source (a file, or 'simulate')")
+    use.add_argument("source", help="CSV/Parquet path, or 'simulate'")
     nxt = sub.add_parser("next-days", help="simulate the next N days after the raw data")
     nxt.add_argument("--days", type=int, required=True, help="number of days to simulate")
     nxt.add_argument(
@@ -102,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params()
         where = paths()
+        if args.command == "set-source":
+            set_source(params_path(), args.source)
+            print(f"params.yaml data.source = {args.source}")
+            return 0
         if args.command == "next-days":
             # Only what continuing needs: the last time, the largest ids.
             needed = [TRANSACTION_ID, TX_DATETIME, TERMINAL_ID]

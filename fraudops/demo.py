@@ -34,6 +34,7 @@ class Demo:
         """Run a project command from the root; its output streams unless ``quiet``."""
         result = subprocess.run(
             command,
+            check=False,  # the return code becomes a StepFailed naming the command
             cwd=self.root,
             text=True,
             stdout=subprocess.PIPE if quiet else None,
@@ -65,7 +66,7 @@ def _python() -> str:
 def run_demo(root: Path) -> None:
     """The story, step by step (see module doc)."""
     demo = Demo(root)
-    py, dvc = _python(), str(Path(_python()).with_name("dvc"))
+    dvc = str(Path(_python()).with_name("dvc"))
 
     def environment() -> str:
         import mlflow
@@ -91,9 +92,11 @@ def run_demo(root: Path) -> None:
         return champion_line()
 
     def champion_line() -> str:
-        from training.register import champion_summary
+        from training.show import describe_champion
 
-        return champion_summary(tracking_uri=mlflow_tracking_uri())
+        summary = describe_champion(tracking_uri=mlflow_tracking_uri())
+        print("\n".join(f"  {line}" for line in summary.splitlines()))
+        return summary.splitlines()[0]
 
     def where() -> str:
         print(f"  MLflow UI:      make mlflow-ui  (tracking URI {mlflow_tracking_uri()})")

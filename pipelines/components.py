@@ -122,10 +122,11 @@ def evaluate_model(
     write_decision(out, run_id, gate, challenge)
 
     import json
+    import math
 
     result = json.loads(evaluation_json.read_text())
     for key, value in result["candidate"].items():
-        if isinstance(value, (int, float)) and value == value:  # skip NaN
+        if isinstance(value, (int, float)) and not math.isnan(value):
             metrics.log_metric(key, float(value))
     from training.run import classification_curves
 

@@ -72,14 +72,14 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> BaseComponent:
             mlflow_tracking_uri=mlflow_tracking_uri,
         )
         evaluated.set_display_name("4 evaluate vs champion")
-        with dsl.If(evaluated.outputs["gate_passed"] == True, name="registration-gate"):  # noqa: E712
+        with dsl.If(evaluated.outputs["gate_passed"] == True, name="registration-gate"):
             registered = register_model(
                 run_id=evaluated.outputs["run_id"],
                 params_yaml=params_yaml,
                 mlflow_tracking_uri=mlflow_tracking_uri,
             )
             registered.set_display_name("5 register @candidate")
-            with dsl.If(evaluated.outputs["beats_champion"] == True, name="champion-gate"):  # noqa: E712
+            with dsl.If(evaluated.outputs["beats_champion"] == True, name="champion-gate"):
                 promoted = promote_model(
                     version=registered.output,
                     verdict=evaluated.outputs["verdict"],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from data.acquire import main
 from data.files import atomic_path, write_parquet_atomic
@@ -103,3 +104,21 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path) -> None:
 def test_write_parquet_atomic_round_trip(tmp_path: Path, small_transactions: pd.DataFrame) -> None:
     path = write_parquet_atomic(small_transactions, tmp_path / "a" / "t.parquet")
     pd.testing.assert_frame_equal(pd.read_parquet(path), small_transactions)
+
+
+def test_set_source_points_params_at_a_file_and_back(project: Paths, tmp_path: Path) -> None:
+    params = project.root / "params.yaml"
+    params.write_text("# header\ndata:\n  # where from\n  source: simulate\nsimulate:\n  seed: 1\n")
+    csv = tmp_path / "mine.csv"
+    csv.write_text("x\n")
+    assert main(["set-source", str(csv)]) == 0
+    text = params.read_text()
+    assert f'source: "{csv}"' in text and "# where from" in text and "seed: 1" in text
+    assert yaml.safe_load(params.read_text())["data"]["source"] == str(csv)
+    assert main(["set-source", "simulate"]) == 0
+    assert 'source: "simulate"' in params.read_text()
+
+
+def test_set_source_rejects_a_missing_file(project: Paths, capsys) -> None:
+    assert main(["set-source", "nope/missing.csv"]) == 1
+    assert "data.source:" in capsys.readouterr().err

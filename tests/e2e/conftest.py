@@ -75,7 +75,7 @@ class Project:
     def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command in the copy; output captured (shown on failure)."""
         result = subprocess.run(
-            command, cwd=self.root, env=self.env, text=True,
+            command, check=False, cwd=self.root, env=self.env, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
         )
         if check and result.returncode != 0:

@@ -80,3 +80,22 @@ def unused_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def test_retrain_on_new_days_runs_the_gates_and_twice_without_new_data_is_a_no_op(
+    champion_project: Project,
+) -> None:
+    project = champion_project
+    versions = _versions(project)
+    first = project.python("-m", "pipelines.retrain", "--days", "3")
+    assert "new data: 3 days of live traffic" in first.stdout
+    assert "GATE data validation: PASS" in first.stdout
+    assert "champion challenge:" in first.stdout
+    assert len(list((project.root / "data" / "live").glob("*.parquet"))) == 1
+    assert (project.root / "data" / "live.dvc").read_text().count("nfiles: 1") == 1
+    after_first = _versions(project)
+    assert after_first in (versions, versions + 1)
+    for _ in range(2):
+        again = project.python("-m", "pipelines.retrain", "--days", "0")
+        assert "nothing changed, nothing retrained" in again.stdout
+    assert _versions(project) == after_first
