@@ -63,14 +63,16 @@ def parse_tx_datetime(value: object) -> datetime:
         raise PydanticCustomError(
             "datetime_parsing", "must be an ISO 8601 date-time, e.g. 2026-05-02T14:03:27"
         ) from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    if not MIN_TX_DATETIME <= moment < MAX_TX_DATETIME:
+    # The range applies to the time as written (the year 20xx the schema's pattern states),
+    # before an offset moves it across midnight of 2000-01-01.
+    if not MIN_TX_DATETIME <= moment.replace(tzinfo=None) < MAX_TX_DATETIME:
         raise PydanticCustomError(
             "datetime_range",
             "must be between {low} and {high}",
             {"low": MIN_TX_DATETIME.date().isoformat(), "high": MAX_TX_DATETIME.date().isoformat()},
         )
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
     return moment
 
 
