@@ -63,8 +63,8 @@ pipeline: $(STAMP) ## Run the Kubeflow pipeline locally (kfp.local) on the curre
 	$(PY) -m pipelines.run_local
 
 .PHONY: retrain
-retrain: $(STAMP) ## Next DAYS (7) of traffic [DRIFT=scenario] -> DVC -> pipeline -> gates summary
-	$(PY) -m pipelines.retrain --days $(or $(DAYS),7) $(if $(DRIFT),--drift $(DRIFT),)
+retrain: $(STAMP) ## Next DAYS (7) of traffic [DRIFT=scenario] [VIA=canary] -> DVC -> pipeline -> gates
+	$(PY) -m pipelines.retrain --days $(or $(DAYS),7) $(if $(DRIFT),--drift $(DRIFT),) $(if $(VIA),--promote-via $(VIA),)
 
 .PHONY: compile
 compile: $(STAMP) ## Recompile the Kubeflow pipeline YAML (commit the result)
@@ -110,6 +110,23 @@ level5: $(STAMP) ## L5: transformer + predictor + SHAP explainer with reason cod
 .PHONY: stop
 stop: $(STAMP) ## Stop whatever `make levelN` started
 	$(PY) -m serving.launch stop
+
+.PHONY: drift
+drift: $(STAMP) ## Evidently drift: prediction log vs the champion's training reference; on drift, trigger retraining
+	# exit 3 = drift found (and the retrain trigger ran): a finding, not a failure of the job
+	$(PY) -m monitoring.drift --trigger $(DRIFT_ARGS) || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+.PHONY: performance
+performance: $(STAMP) ## Delayed-label performance (matured chargebacks) per window; a drop triggers retraining
+	$(PY) -m monitoring.performance || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+.PHONY: canary
+canary: $(STAMP) ## Champion vs candidate side by side (80/20), replay traffic, verdict: promote or roll back
+	$(PY) -m monitoring.canary || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
+.PHONY: ab
+ab: $(STAMP) ## A/B analysis of a 50/50 split's logged outcomes (significance, effect size, CI)
+	$(PY) -m monitoring.ab --metric recall
 
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.files import live_batches
 from data.schema import TRANSACTION_COLUMNS, TRANSACTION_DTYPES, TX_DATETIME
 from data.validate import DataValidationError
 
@@ -113,10 +114,16 @@ def coerce_transactions(raw: pd.DataFrame, source: str = "input") -> pd.DataFram
 def read_transactions(path: Path) -> pd.DataFrame:
     """Read a CSV or Parquet file of transactions into the schema's columns and dtypes.
 
+    A directory (such as ``data/live``) means every Parquet batch in it, oldest first.
     Raises :class:`~data.validate.DataValidationError` naming a missing column or a value
-    that does not parse; ``FileNotFoundError`` if ``path`` does not exist.
+    that does not parse; ``FileNotFoundError`` if ``path`` does not exist or holds nothing.
     """
     path = Path(path)
+    if path.is_dir():
+        batches = live_batches(path)
+        if not batches:
+            raise FileNotFoundError(f"{path}: no Parquet batches in this folder")
+        return pd.concat([read_transactions(batch) for batch in batches], ignore_index=True)
     if not path.exists():
         raise FileNotFoundError(f"{path}: transactions file not found")
     return coerce_transactions(_read_table(path), str(path))

@@ -93,6 +93,10 @@ class RegisterParams(_Section):
     min_net_benefit: float = 40000.0
     min_f1: float = Field(0.20, ge=0, le=1)
     promote_margin: float = Field(0.005, ge=0)
+    #: "pipeline": the pipeline moves @champion when the candidate wins; "canary": a winning
+    #: candidate stays @candidate for `make canary` to promote on live behaviour (the first
+    #: model always becomes champion: there is nothing to canary against).
+    promote_via: Literal["pipeline", "canary"] = "pipeline"
 
 
 class DriftParams(_Section):

@@ -63,10 +63,48 @@ def _python() -> str:
     return sys.executable
 
 
+#: The drift the demo injects into its second day of traffic (any simulator scenario works).
+DEMO_DRIFT = "amount_shift"
+#: Instances per request when replaying a day through the servers (FRAUD_MAX_BATCH_SIZE).
+REPLAY_BATCH = 200
+ENTRY = "http://127.0.0.1:8080/v1/models/fraud-detector"
+
+
+def _requests(frame) -> list[dict]:
+    """Raw-transaction instances (the one request schema) from a transactions frame."""
+    from data.schema import REQUEST_COLUMNS
+
+    rows = frame[list(REQUEST_COLUMNS)].copy()
+    rows["tx_datetime"] = rows["tx_datetime"].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    return rows.to_dict(orient="records")
+
+
+def replay(frame, batch: int = REPLAY_BATCH) -> dict[str, int]:
+    """Send ``frame`` through the running level-5 entry point; count decisions."""
+    from serving.launch import http_json
+
+    counts: dict[str, int] = {}
+    for start in range(0, len(frame), batch):
+        status, body = http_json(f"{ENTRY}:predict", {"instances": _requests(frame.iloc[start:start + batch])}, timeout=60)
+        if status != 200:
+            raise StepFailed(f"predict answered HTTP {status}: {str(body)[:200]}")
+        for prediction in body["predictions"]:
+            counts[prediction["decision"]] = counts.get(prediction["decision"], 0) + 1
+    return counts
+
+
 def run_demo(root: Path) -> None:
     """The story, step by step (see module doc)."""
+    import json
+
+    import pandas as pd
+
+    from data.files import live_batches
+
     demo = Demo(root)
     dvc = str(Path(_python()).with_name("dvc"))
+    py = _python()
+    state: dict[str, object] = {}
 
     def environment() -> str:
         import mlflow
@@ -78,8 +116,6 @@ def run_demo(root: Path) -> None:
         (root / "data" / "live").mkdir(parents=True, exist_ok=True)
         demo.sh(dvc, "repro", "validate")
         demo.sh(dvc, "push", "-q")
-        import json
-
         report = json.loads((root / "data" / "validated" / "report.json").read_text())
         return (
             f"{report['rows']:,} transactions over {report['days']} days, "
@@ -89,26 +125,111 @@ def run_demo(root: Path) -> None:
     def pipeline() -> str:
         demo.sh(dvc, "repro")
         demo.sh(dvc, "push", "-q")
-        return champion_line()
-
-    def champion_line() -> str:
         from training.show import describe_champion
 
         summary = describe_champion(tracking_uri=mlflow_tracking_uri())
         print("\n".join(f"  {line}" for line in summary.splitlines()))
         return summary.splitlines()[0]
 
+    def serve() -> str:
+        demo.cleanups.append(lambda: demo.sh(py, "-m", "serving.launch", "stop", quiet=True))
+        demo.sh(py, "-m", "serving.launch", "level5", quiet=True)
+        from serving.launch import http_json
+
+        # Score the last day's known frauds next to genuine payments, explain the riskiest.
+        history = pd.read_parquet(root / "data" / "validated" / "transactions.parquet")
+        last_day = history[history.tx_datetime >= history.tx_datetime.max().normalize()]
+        sample = pd.concat([last_day[last_day.tx_fraud == 1].head(3), last_day[last_day.tx_fraud == 0].head(3)])
+        status, body = http_json(f"{ENTRY}:predict", {"instances": _requests(sample)}, timeout=60)
+        if status != 200:
+            raise StepFailed(f"predict answered HTTP {status}: {str(body)[:200]}")
+        predictions = body["predictions"]
+        for tx, prediction in zip(sample.itertuples(), predictions):
+            truth = "fraud" if tx.tx_fraud else "genuine"
+            print(f"  tx {tx.transaction_id} ${tx.tx_amount:>8.2f} ({truth:>7}) -> "
+                  f"{prediction['decision']:<8} p={prediction['fraud_probability']:.3f}")
+        riskiest = max(range(len(predictions)), key=lambda i: predictions[i]["fraud_probability"])
+        status, explained = http_json(f"{ENTRY}:explain", {"instances": _requests(sample.iloc[[riskiest]])}, timeout=60)
+        if status != 200:
+            raise StepFailed(f"explain answered HTTP {status}: {str(explained)[:200]}")
+        explanation = explained["explanations"][0]
+        print(f"  why tx {sample.iloc[riskiest].transaction_id} is {explanation.get('decision', 'flagged')} "
+              f"(p={explanation['fraud_probability']:.3f}, base {explanation['base_value']:+.2f}):")
+        for reason in explanation["reasons"][:5]:
+            print(f"    {reason['contribution']:+.2f}  {reason['text']}")
+        flagged = sum(p["decision"] != "APPROVE" for p in predictions)
+        return f"level 5 up on :8080 (transformer → predictor, explainer); {flagged} of {len(predictions)} flagged, reasons above"
+
+    def traffic() -> str:
+        before = set(live_batches(root / "data" / "live"))
+        demo.sh(py, "-m", "data.acquire", "--no-progress", "next-days", "--days", "1", "--drift", "none", quiet=True)
+        demo.sh(py, "-m", "data.acquire", "--no-progress", "next-days", "--days", "1", "--drift", DEMO_DRIFT, quiet=True)
+        normal_path, drift_path = sorted(set(live_batches(root / "data" / "live")) - before)
+        normal, drifted = pd.read_parquet(normal_path), pd.read_parquet(drift_path)
+        state["normal"], state["drifted"] = normal, drifted
+        counts_normal, counts_drift = replay(normal), replay(drifted)
+        return (f"day {normal.tx_datetime.min():%Y-%m-%d}: {len(normal):,} scored {counts_normal}; "
+                f"day {drifted.tx_datetime.min():%Y-%m-%d} ({DEMO_DRIFT}): {len(drifted):,} scored {counts_drift}")
+
+    def drift() -> str:
+        lines = []
+        for name in ("normal", "drifted"):
+            day = state[name]
+            start = f"{day.tx_datetime.min():%Y-%m-%d}"
+            end = f"{day.tx_datetime.max().normalize() + pd.Timedelta(days=1):%Y-%m-%d}"
+            result = subprocess.run(
+                [py, "-m", "monitoring.drift", "--start", start, "--end", end],
+                check=False, cwd=root, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            )
+            print("\n".join(f"  {line}" for line in result.stdout.strip().splitlines()[-12:]))
+            if result.returncode not in (0, 3):
+                raise StepFailed(f"drift job exited {result.returncode}")
+            lines.append(f"{name} day: {'DRIFT' if result.returncode == 3 else 'no drift'}")
+        return "; ".join(lines) + " (exit 3 = drift; on a cluster this dispatches drift-detected)"
+
+    def retrain() -> str:
+        out = demo.sh(py, "-m", "pipelines.retrain", "--days", "0", "--promote-via", "canary", quiet=True)
+        summary = out.split("== retraining summary ==")[-1].strip().splitlines()
+        print("\n".join(f"  {line}" for line in summary))
+        state["canary"] = any("promotion deferred to the canary" in line for line in summary)
+        return summary[-2] if len(summary) > 1 else summary[-1]
+
+    def canary() -> str:
+        if not state.get("canary"):
+            return "no canary: the candidate did not beat the champion, @champion stays (nothing to roll out)"
+        result = subprocess.run(
+            [py, "-m", "monitoring.canary"], check=False, cwd=root, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        print("\n".join(f"  {line}" for line in result.stdout.strip().splitlines()))
+        if result.returncode not in (0, 3):
+            raise StepFailed(f"canary exited {result.returncode}")
+        return "verdict above: promote moves @champion, rollback removes the candidate from traffic"
+
+    def stop() -> str:
+        demo.close()
+        return "servers stopped"
+
     def where() -> str:
+        demo.sh(py, "-m", "fraudops.report", quiet=True)
+        print(f"  run report:     {root / 'reports' / 'run-report.html'}")
         print(f"  MLflow UI:      make mlflow-ui  (tracking URI {mlflow_tracking_uri()})")
-        print("  DVC metrics:    make metrics    (artifacts/metrics.json, artifacts/plots/)")
-        print(f"  data:           {root / 'data'}  (DVC remote: {root / 'dvc-remote'})")
+        print(f"  drift reports:  {root / 'reports' / 'drift'}")
+        print(f"  prediction log: {root / 'run' / 'predictions'}   audit log: {root / 'run' / 'audit'}")
+        print(f"  data (DVC):     {root / 'data'}  remote: {root / 'dvc-remote'}")
         return f"done in {time.perf_counter() - demo.started:.0f}s"
 
     steps: list[tuple[str, Callable[[], str]]] = [
         ("Environment", environment),
-        ("Simulate and validate transactions (DVC: acquire → validate)", data),
+        ("Simulate and version the data (DVC: acquire → validate)", data),
         ("Kubeflow pipeline, locally (DVC: featurize → train) → @champion", pipeline),
-        ("Where everything is", where),
+        ("Level 5: transformer + predictor + explainer; score and explain", serve),
+        (f"Traffic: a normal day, then a day with drift ({DEMO_DRIFT})", traffic),
+        ("Drift job: each day vs the champion's training reference", drift),
+        ("Retrain on the new data: candidate vs champion", retrain),
+        ("Canary 80/20: promote or roll back", canary),
+        ("Stop the servers", stop),
+        ("Report and where everything is", where),
     ]
     try:
         for number, (title, action) in enumerate(steps, start=1):

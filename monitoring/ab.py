@@ -319,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params()
         outcomes = load_outcomes(
             args.predictions or default_prediction_log_dir(),
-            args.labels or paths().live_dir / "transactions.parquet",
+            args.labels or paths().live_dir,
             args.as_of,
             params.featurize.label_delay_days,
         )

@@ -510,7 +510,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--transactions",
         type=Path,
-        help="traffic to replay (default: data/live/transactions.parquet, the simulator's)",
+        help="traffic to replay (default: every batch in data/live, the simulator's)",
     )
     parser.add_argument("--requests", type=int, help="how many to replay (default: monitor.canary)")
     parser.add_argument("--candidate-weight", type=float, help="candidate share (default 0.2)")
@@ -544,7 +544,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CanaryError(
                 f"{model_name}@candidate is version {candidate_version}, already @champion"
             )
-        source = args.transactions or paths().live_dir / "transactions.parquet"
+        source = args.transactions or paths().live_dir
         transactions = read_transactions(source).sort_values(TX_DATETIME, kind="stable")
         as_of = pd.Timestamp(args.as_of) if args.as_of else transactions[TX_DATETIME].max()
         labels = matured_labels(transactions, as_of, params.featurize.label_delay_days)

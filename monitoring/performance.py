@@ -352,7 +352,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--labels",
         type=Path,
-        help="labelled transactions (default: data/live/transactions.parquet, the simulator's)",
+        help="labelled transactions (default: every batch in data/live, the simulator's)",
     )
     parser.add_argument("--as-of", help="'now' for label maturity (default: newest labelled tx)")
     parser.add_argument("--alias", default="champion")
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params()
         config = PerformanceJobConfig(
             predictions=args.predictions or default_prediction_log_dir(),
-            labels=args.labels or paths().live_dir / "transactions.parquet",
+            labels=args.labels or paths().live_dir,
             as_of=args.as_of,
             alias=args.alias,
             model_name=args.model_name,

@@ -94,23 +94,35 @@ def evaluate_model(
     training_set: Input[Dataset],
     params_yaml: str,
     mlflow_tracking_uri: str,
+    promote_via: str,
     metrics: Output[Metrics],
     curves: Output[ClassificationMetrics],
     evaluation: Output[Artifact],
 ) -> NamedTuple(
-    "EvaluationOutputs", [("gate_passed", bool), ("beats_champion", bool), ("run_id", str), ("verdict", str)]
+    "EvaluationOutputs",
+    [("gate_passed", bool), ("promote_now", bool), ("run_id", str), ("verdict", str)],
 ):
     """Stop condition 3 (below threshold): test-window metrics, MLflow run, gate, challenge.
 
     The run is logged whatever the outcome (every run is tracked); the registration gate and
     the champion comparison become the booleans the pipeline branches on.
     """
+    import json
+    import math
+    from collections import namedtuple
     from pathlib import Path
 
     import yaml
 
     from fraudops.config import Params
-    from training.run import challenge_step, evaluate_step, gate_step, log_step, write_decision
+    from training.run import (
+        challenge_step,
+        classification_curves,
+        evaluate_step,
+        gate_step,
+        log_step,
+        write_decision,
+    )
 
     params = Params.model_validate(yaml.safe_load(params_yaml))
     uri = mlflow_tracking_uri or None
@@ -119,27 +131,28 @@ def evaluate_model(
     run_id = log_step(Path(model.path), out, params, uri)
     gate = gate_step(evaluation_json, params)
     challenge = challenge_step(Path(model.path), Path(training_set.path), params, uri)
-    write_decision(out, run_id, gate, challenge)
+    # With promote_via=canary a winner waits as @candidate for the canary (`make canary`);
+    # the first model has nothing to be compared with live, so it is crowned here.
+    promote_now = (
+        gate.passed
+        and challenge.better
+        and (promote_via == "pipeline" or challenge.champion_version is None)
+    )
+    write_decision(out, run_id, gate, challenge, promote_now)
 
-    import json
-    import math
-
-    result = json.loads(evaluation_json.read_text())
-    for key, value in result["candidate"].items():
+    for key, value in json.loads(evaluation_json.read_text())["candidate"].items():
         if isinstance(value, (int, float)) and not math.isnan(value):
             metrics.log_metric(key, float(value))
-    from training.run import classification_curves
-
     roc, confusion = classification_curves(out)
     curves.log_roc_curve(roc["fpr"], roc["tpr"], roc["threshold"])
     curves.log_confusion_matrix(confusion["labels"], confusion["matrix"])
 
     print(f"GATE registration: {'PASS' if gate.passed else 'FAIL'} — " + "; ".join(gate.reasons))
     print(f"GATE champion comparison: {'WIN' if challenge.better else 'LOSE'} — {challenge.reason}")
-    from collections import namedtuple
-
-    outputs = namedtuple("EvaluationOutputs", ["gate_passed", "beats_champion", "run_id", "verdict"])
-    return outputs(gate.passed, challenge.better, run_id, challenge.reason)
+    if gate.passed and challenge.better and not promote_now:
+        print("promotion deferred to the canary (promote_via=canary): run `make canary`")
+    outputs = namedtuple("EvaluationOutputs", ["gate_passed", "promote_now", "run_id", "verdict"])
+    return outputs(gate.passed, promote_now, run_id, challenge.reason)
 
 
 def register_model(run_id: str, params_yaml: str, mlflow_tracking_uri: str) -> str:

@@ -49,6 +49,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> BaseComponent:
         mlflow_tracking_uri: str = "",
         git_commit: str = "unknown",
         data_hash: str = "unknown",
+        promote_via: str = "pipeline",
     ) -> Artifact:
         validated = validate_data(transactions=transactions, params_yaml=params_yaml)
         validated.set_display_name("1 validate data")
@@ -70,6 +71,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> BaseComponent:
             training_set=features.outputs["training_set"],
             params_yaml=params_yaml,
             mlflow_tracking_uri=mlflow_tracking_uri,
+            promote_via=promote_via,
         )
         evaluated.set_display_name("4 evaluate vs champion")
         with dsl.If(evaluated.outputs["gate_passed"] == True, name="registration-gate"):
@@ -79,7 +81,7 @@ def build_pipeline(image: str = DEFAULT_IMAGE) -> BaseComponent:
                 mlflow_tracking_uri=mlflow_tracking_uri,
             )
             registered.set_display_name("5 register @candidate")
-            with dsl.If(evaluated.outputs["beats_champion"] == True, name="champion-gate"):
+            with dsl.If(evaluated.outputs["promote_now"] == True, name="champion-gate"):
                 promoted = promote_model(
                     version=registered.output,
                     verdict=evaluated.outputs["verdict"],

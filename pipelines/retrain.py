@@ -46,9 +46,13 @@ def registry_state(tracking_uri: str) -> RegistryState:
     )
 
 
-def _run(command: list[str], root: Path) -> str:
+def _run(command: list[str], root: Path, extra_env: dict[str, str] | None = None) -> str:
     """Run a step, streaming its output; raise naming the step when it fails."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(extra_env or {}),
+    }
     process = subprocess.run(
         command, check=False, cwd=root, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -58,7 +62,9 @@ def _run(command: list[str], root: Path) -> str:
     return process.stdout
 
 
-def retrain(layout: Paths, days: int, drift: str | None) -> str:
+def retrain(
+    layout: Paths, days: int, drift: str | None, promote_via: str | None = None
+) -> str:
     """The loop; returns the closing summary (gates and the champion move)."""
     dvc = str(Path(sys.executable).with_name("dvc"))
     uri = mlflow_tracking_uri()
@@ -66,16 +72,20 @@ def retrain(layout: Paths, days: int, drift: str | None) -> str:
     layout.live_dir.mkdir(parents=True, exist_ok=True)
     lines = []
     if days > 0:
-        command = [sys.executable, "-m", "data.acquire", "--no-progress", "next-days", "--days", str(days)]
+        command = [sys.executable, "-m", "data.acquire", "--no-progress", "next-days"]
+        command += ["--days", str(days)]
         if drift:
             command += ["--drift", drift]
         _run(command, layout.root)
-        _run([dvc, "add", "-q", str(layout.live_dir.relative_to(layout.root))], layout.root)
-        lines.append(f"new data: {days} days of live traffic (drift: {drift or load_params().simulate.drift}), versioned in data/live.dvc")
+        scenario = drift or load_params().simulate.drift
+        lines.append(f"new data: {days} days of live traffic (drift: {scenario})")
     else:
-        lines.append("new data: none (--days 0): retrain on the data already versioned")
+        lines.append("new data: none generated (--days 0): retrain on what data/live holds")
+    # Version whatever data/live holds now (a no-op when nothing changed).
+    _run([dvc, "add", "-q", str(layout.live_dir.relative_to(layout.root))], layout.root)
+    extra = {"FRAUD_PROMOTE_VIA": promote_via} if promote_via else None
     try:
-        output = _run([dvc, "repro"], layout.root)
+        output = _run([dvc, "repro"], layout.root, extra)
     except RetrainFailed as exc:
         raise RetrainFailed(f"{exc}; @champion untouched (still v{before.champion})") from None
     _run([dvc, "push", "-q"], layout.root)
@@ -83,7 +93,8 @@ def retrain(layout: Paths, days: int, drift: str | None) -> str:
     if "Data and pipelines are up to date" in output:
         lines.append("pipeline: nothing changed, nothing retrained (no duplicate candidate)")
     else:
-        lines += [line for line in output.splitlines() if line.startswith(("GATE ", "registration gate", "champion challenge"))]
+        gates = ("GATE ", "promotion deferred")
+        lines += [line for line in output.splitlines() if line.startswith(gates)]
     moved = after.champion != before.champion
     lines.append(
         f"@champion: v{before.champion} -> v{after.champion} (moved)" if moved
@@ -103,11 +114,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--drift", choices=get_args(DriftScenario), help="default: params.yaml simulate.drift"
     )
+    parser.add_argument(
+        "--promote-via",
+        choices=("pipeline", "canary"),
+        help="who moves @champion when the candidate wins (default: params.yaml register)",
+    )
     args = parser.parse_args(argv)
     if args.days < 0:
         parser.error(f"--days: must be >= 0, got {args.days}")
     try:
-        summary = retrain(paths(), args.days, args.drift)
+        summary = retrain(paths(), args.days, args.drift, args.promote_via)
     except RetrainFailed as exc:
         print(f"retrain stopped: {exc}", file=sys.stderr)
         return 1

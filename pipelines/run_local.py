@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class PipelineInputs:
     mlflow_tracking_uri: str
     git_commit: str
     data_hash: str
+    promote_via: str = "pipeline"
 
     def as_arguments(self) -> dict[str, str]:
         """Keyword arguments for the compiled pipeline."""
@@ -53,6 +55,7 @@ def local_inputs(layout: Paths) -> PipelineInputs:
         mlflow_tracking_uri=mlflow_tracking_uri(),
         git_commit=git_commit(layout.root),
         data_hash=dvc_data_hash(layout.root),
+        promote_via=os.environ.get("FRAUD_PROMOTE_VIA") or load_params().register_.promote_via,
     )
 
 

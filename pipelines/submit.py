@@ -294,6 +294,11 @@ def _parser() -> argparse.ArgumentParser:
     data.add_argument("--mlflow-tracking-uri", help="default: $MLFLOW_TRACKING_URI")
     data.add_argument("--git-commit", help="default: $GITHUB_SHA or `git rev-parse HEAD`")
     data.add_argument("--data-hash", help="default: the validated data's hash in dvc.lock")
+    data.add_argument(
+        "--promote-via",
+        choices=("pipeline", "canary"),
+        help="who moves @champion when the candidate wins (default: params register.promote_via)",
+    )
     wait = parser.add_argument_group("waiting")
     wait.add_argument(
         "--wait", action="store_true", help="wait for the run; exit 1 unless it succeeds"
@@ -303,6 +308,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     wait.add_argument("--poll-seconds", type=float, default=15.0, help="default: %(default)s")
     return parser
+
+
+def _params_promote_via(params_file: Path | None) -> str:
+    """``register.promote_via`` of the params file the run will carry."""
+    import yaml
+
+    path = Path(params_file) if params_file else params_path()
+    raw = yaml.safe_load(path.read_text()) or {}
+    return str((raw.get("register") or {}).get("promote_via", "pipeline"))
 
 
 def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -321,6 +335,7 @@ def main(argv: list[str] | None = None, environ: Mapping[str, str] | None = None
             mlflow_tracking_uri=resolve_tracking_uri(args.mlflow_tracking_uri, env),
             git_commit=resolve_git_commit(args.git_commit, env),
             data_hash=resolve_data_hash(args.data_hash),
+            promote_via=args.promote_via or _params_promote_via(args.params),
         )
         arguments = build_arguments(inputs, package)
     except SubmitArgumentError as exc:

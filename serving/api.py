@@ -152,6 +152,7 @@ def run_level(level: str, settings: ServingSettings, host: str, port: int) -> No
     """Start the L1 or L2 app: model holder, online lookup, prediction log, uvicorn."""
     import uvicorn
 
+    from serving.kserve_runtime import freeze_startup_objects
     from serving.lookup import OnlineFeatureLookup
     from serving.model_source import configure_mlflow_client
     from serving.prediction_log import PredictionLogWriter
@@ -169,4 +170,5 @@ def run_level(level: str, settings: ServingSettings, host: str, port: int) -> No
     )
     title = {"level1": "Fraud detector L1 (baked model)", "level2": "Fraud detector L2 (MLflow alias)"}
     app = create_app(service, settings, title=title[level], allow_reload=level == "level2")
+    freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

@@ -91,4 +91,17 @@ def serve(model, args: argparse.Namespace) -> None:
     # a server that answers "not ready" is what readiness probes and operators expect.
     server.register_model(model)
     logger.info("%s listening on :%d (ready=%s)", model.name, args.http_port, model.ready)
+    freeze_startup_objects()
     server.start([])
+
+
+def freeze_startup_objects() -> None:
+    """Move everything allocated at start-up out of the garbage collector's sight.
+
+    kserve, feast, mlflow and pandas leave ~10^6 long-lived objects; without this, each
+    full collection walks them all and stalls a request by tens of milliseconds (p99).
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()

@@ -24,10 +24,6 @@ from serving.model_source import ModelHolder
 from serving.scoring import request_id_from
 from serving.settings import ServingSettings, load_settings
 
-#: Below this many rows the booster call is shorter than a thread hop: run it inline.
-INLINE_MAX_ROWS = 0
-
-
 def require_json_content(headers: dict[str, str] | None) -> None:
     """KServe parses any body; a v1 body must still be declared JSON (415 otherwise)."""
     content_type = (headers or {}).get("content-type", "")
@@ -78,8 +74,7 @@ class FraudPredictor(kserve.Model):
         return {"matrix": rows.matrix, "bundle": bundle}
 
     async def _probabilities(self, bundle, matrix: np.ndarray) -> np.ndarray:
-        if matrix.shape[0] <= INLINE_MAX_ROWS:
-            return bundle.predict_proba(matrix)
+        # XGBoost releases the GIL while it scores: a worker thread keeps the loop serving.
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, bundle.predict_proba, matrix)
 

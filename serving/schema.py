@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from typing import Annotated, Any, Final
 
+import numpy as np
 import pandas as pd
 from pydantic import (
     BaseModel,
@@ -244,10 +245,13 @@ def validate_transactions(payload: Any, max_batch_size: int) -> list[BaseModel]:
 
 def transactions_frame(transactions: list[BaseModel]) -> pd.DataFrame:
     """Validated transactions as a frame with the schema's columns and dtypes."""
-    frame = pd.DataFrame(
-        [t.model_dump() for t in transactions], columns=list(REQUEST_COLUMNS)
-    ).astype({c: TRANSACTION_DTYPES[c] for c in REQUEST_COLUMNS})
-    return frame
+    # Column arrays built directly: a frame from row dicts costs ~0.5 ms per request.
+    return pd.DataFrame(
+        {
+            column: np.array([getattr(t, column) for t in transactions], dtype=TRANSACTION_DTYPES[column])
+            for column in REQUEST_COLUMNS
+        }
+    )
 
 
 def transaction_json(transaction: BaseModel) -> dict[str, Any]:

@@ -193,14 +193,23 @@ def promote_step(
 
 
 def write_decision(
-    eval_dir: Path, run_id: str, gate: GateResult, challenge: ChallengeResult
+    eval_dir: Path,
+    run_id: str,
+    gate: GateResult,
+    challenge: ChallengeResult,
+    promote_now: bool | None = None,
 ) -> Path:
-    """``decision.json``: the run id, the gate and the challenge, for the later steps/reports."""
+    """``decision.json``: the run id, the gate, the challenge and whether the run promotes.
+
+    ``promote_now`` defaults to "passed the gate and won"; with ``promote_via: canary`` a
+    winner is not promoted by the run but left for the canary.
+    """
     path = Path(eval_dir) / DECISION_FILE
     decision = {
         "run_id": run_id,
         "gate": {"passed": gate.passed, "reasons": list(gate.reasons)},
         "challenge": challenge.as_dict(),
+        "promote_now": gate.passed and challenge.better if promote_now is None else promote_now,
     }
     path.write_text(json.dumps(decision, indent=2))
     return path
@@ -241,7 +250,9 @@ def write_dvc_outputs_from_decision(eval_dir: Path, artifacts_dir: Path, decisio
         "baseline": evaluation["baseline"],
         "gate_passed": gate_passed,
         "beats_champion": bool(challenge.get("better", False)),
-        "promoted": gate_passed and bool(challenge.get("better", False)),
+        "promoted": bool(
+            decision.get("promote_now", gate_passed and bool(challenge.get("better", False)))
+        ),
     }
     if challenge.get("champion_metrics"):
         metrics["champion"] = challenge["champion_metrics"]

@@ -98,3 +98,28 @@ def test_unsupported_file_and_missing_file(tmp_path: Path) -> None:
         read_transactions(_write(tmp_path, HANDBOOK_CSV, "transactions.xlsx"))
     with pytest.raises(FileNotFoundError, match="not found"):
         read_transactions(tmp_path / "nope.csv")
+
+
+def test_a_folder_reads_every_batch_in_date_order(tmp_path: Path) -> None:
+    from data.schema import TRANSACTION_DTYPES
+
+    live = tmp_path / "live"
+    live.mkdir()
+    for name, first_id in (("20260202-20260202.parquet", 3), ("20260201-20260201.parquet", 0)):
+        frame = pd.DataFrame(
+            {
+                "transaction_id": range(first_id, first_id + 3),
+                "tx_datetime": pd.date_range(name[:8], periods=3, freq="h"),
+                "customer_id": 1,
+                "terminal_id": 2,
+                "tx_amount": 10.0,
+                "tx_fraud": 0,
+                "tx_fraud_scenario": 0,
+            }
+        ).astype(TRANSACTION_DTYPES)
+        frame.to_parquet(live / name, index=False)
+    assert read_transactions(live)["transaction_id"].tolist() == list(range(6))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="no Parquet batches"):
+        read_transactions(empty)

@@ -97,5 +97,5 @@ def test_retrain_on_new_days_runs_the_gates_and_twice_without_new_data_is_a_no_o
     assert after_first in (versions, versions + 1)
     for _ in range(2):
         again = project.python("-m", "pipelines.retrain", "--days", "0")
-        assert "nothing changed, nothing retrained" in again.stdout
+        assert "nothing changed, nothing retrained" in again.stdout, again.stdout
     assert _versions(project) == after_first

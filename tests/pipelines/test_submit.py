@@ -193,6 +193,7 @@ def test_submit_sends_the_committed_spec_and_the_run_inputs(
         "mlflow_tracking_uri": TRACKING_URI,
         "git_commit": "0123abcd",
         "data_hash": "9f8e7d6c5b4a",
+        "promote_via": "pipeline",
     }
     # The existing experiment is found by its display name and reused, not created again.
     (lookup,) = fake_kfp.calls("GET", f"{API}/experiments")

@@ -1,0 +1,354 @@
+"""Serving benchmark: every figure a ratio against a baseline measured in the same run.
+
+Same machine, same model, same requests, loopback HTTP, the same minimal asyncio
+keep-alive client for every server:
+
+* L3 predictor p50 vs a no-op ``kserve.Model`` served by the same bootstrap (the framework's
+  floor), at concurrency 1 and 8 -- target <= 1.3x;
+* L3 predictor throughput vs the naive FastAPI app (``bench/naive_app.py``: unpickled
+  sklearn-API model, one-row pandas DataFrame per request) -- target >= 1.5x;
+* L4 chain (transformer -> Feast SQLite -> predictor) p99 at 50 requests/s -- <= 15 ms;
+* L5 explanation p50 for the default model (300 trees, depth 6) -- <= 5 ms;
+* predictor cold start, process start -> ready with the model from the registry -- <= 5 s.
+
+Everything runs in a temporary folder (synthetic transactions, Feast repo, SQLite MLflow,
+the pickle). ``python -m bench serving`` or ``python -m bench.bench_serving``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pickle
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL = "fraud-detector"
+TARGETS = {
+    "predictor_p50_vs_noop_max": 1.3,
+    "predictor_throughput_vs_naive_min": 1.5,
+    "chain_p99_ms_at_50rps_max": 15.0,
+    "explain_p50_ms_max": 5.0,
+    "predictor_cold_start_s_max": 5.0,
+}
+
+
+# -- a minimal HTTP/1.1 keep-alive client (the same load for every server) --------------------
+
+
+class Connection:
+    """One keep-alive connection posting JSON and reading ``Content-Length`` answers."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        self.writer.write(head + body)
+        status_line = await self.reader.readline()
+        length = 0
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value)
+        await self.reader.readexactly(length)
+        return int(status_line.split()[1])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _closed_loop(port: int, path: str, body: bytes, concurrency: int, requests: int) -> dict[str, float]:
+    """``concurrency`` clients sending back-to-back; latencies and throughput."""
+    latencies: list[float] = []
+    errors = 0
+    per_client = max(1, requests // concurrency)
+
+    async def client() -> None:
+        nonlocal errors
+        connection = Connection(port)
+        try:
+            for _ in range(per_client):
+                started = time.perf_counter()
+                status = await connection.post(path, body)
+                latencies.append(time.perf_counter() - started)
+                errors += status != 200
+        finally:
+            connection.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    return _summary(latencies, errors) | {"throughput_rps": len(latencies) / elapsed}
+
+
+async def _open_loop(port: int, path: str, body: bytes, rate: float, seconds: float) -> dict[str, float]:
+    """Requests on a fixed schedule (``rate``/s), each on a free pooled connection."""
+    pool = [Connection(port) for _ in range(16)]
+    idle = asyncio.Queue()
+    for connection in pool:
+        idle.put_nowait(connection)
+    latencies: list[float] = []
+    errors = 0
+
+    async def one(scheduled: float) -> None:
+        nonlocal errors
+        connection = await idle.get()
+        try:
+            status = await connection.post(path, body)
+        finally:
+            idle.put_nowait(connection)
+        # Latency from the scheduled send time: queueing counts (no coordinated omission).
+        latencies.append(time.perf_counter() - scheduled)
+        errors += status != 200
+
+    tasks = []
+    start = time.perf_counter() + 0.05
+    for i in range(int(rate * seconds)):
+        scheduled = start + i / rate
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        tasks.append(asyncio.create_task(one(scheduled)))
+    await asyncio.gather(*tasks)
+    for connection in pool:
+        connection.close()
+    return _summary(latencies, errors)
+
+
+def _summary(latencies: list[float], errors: int) -> dict[str, float]:
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(ms),
+        "errors": errors,
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+def _warm(port: int, path: str, body: bytes, n: int = 200) -> None:
+    asyncio.run(_closed_loop(port, path, body, 1, n))
+
+
+# -- the servers ------------------------------------------------------------------------------
+
+
+def _noop_model():
+    import kserve
+
+    class NoOpModel(kserve.Model):
+        """The framework's floor: KServe's request path with nothing inside."""
+
+        def __init__(self, name: str) -> None:
+            super().__init__(name)
+            self.ready = True
+
+        async def predict(self, payload: Any, headers=None, response_headers=None) -> dict:
+            return {"predictions": [0.0 for _ in payload["instances"]]}
+
+    return NoOpModel
+
+
+def serve_noop(argv: list[str]) -> None:
+    """``python -m bench.bench_serving --noop-server --http_port N``: the no-op KServe model."""
+    from serving.kserve_runtime import parse_server_args, serve, server_parser
+    from serving.settings import load_settings
+
+    args = parse_server_args(server_parser("no-op KServe model", 8080), argv, load_settings())
+    serve(_noop_model()(args.model_name), args)
+
+
+class Servers:
+    """Server processes of the benchmark, stopped together."""
+
+    def __init__(self, root: Path, env: dict[str, str]) -> None:
+        self.root = root
+        self.env = env
+        self.processes: list[subprocess.Popen] = []
+
+    def start(self, name: str, command: list[str], port: int, ready_path: str, env: dict[str, str] | None = None) -> float:
+        from serving.launch import Component, spawn, wait_ready
+
+        component = Component(name, command[0], tuple(command[1:]), port, ready_path)
+        process = spawn(component, self.root / "logs" / f"{name}.log", {**self.env, **(env or {})})
+        self.processes.append(process)
+        return wait_ready(component, process, self.root / "logs" / f"{name}.log", timeout_s=240)
+
+    def stop(self) -> None:
+        from serving.launch import terminate
+
+        terminate([p.pid for p in self.processes])
+        self.processes.clear()
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _build_world(root: Path) -> dict[str, Any]:
+    """Transactions, Feast repo, the default-params model registered as champion, the pickle."""
+    import xgboost
+
+    from serving.sandbox import build_feature_repo, register_bundle, synthetic_transactions, train_bundle
+    from training.bundle import save_bundle
+
+    transactions = synthetic_transactions(n=20_000, n_customers=500, n_terminals=1_000, days=60)
+    repo = build_feature_repo(root, transactions)
+    bundle = train_bundle(transactions, n_estimators=300, max_depth=6)  # train.xgboost defaults
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    bundle.model_version = register_bundle(bundle, tracking_uri, root / "mlartifacts")
+    # The naive baseline's artefact: the same booster behind the sklearn API, pickled.
+    save_bundle(bundle, root / "bundle")
+    classifier = xgboost.XGBClassifier()
+    classifier.load_model(root / "bundle" / "model.ubj")
+    # One thread like the predictor: measure pandas + DMatrix + sklearn, not OpenMP spin-waits.
+    classifier.set_params(n_jobs=1)
+    with open(root / "naive.pkl", "wb") as handle:
+        pickle.dump(classifier, handle)
+    last = transactions.iloc[-1]
+    transaction = {
+        "transaction_id": 1,
+        "tx_datetime": (transactions["tx_datetime"].max() + np.timedelta64(1, "h")).isoformat(),
+        "customer_id": int(last["customer_id"]),
+        "terminal_id": int(last["terminal_id"]),
+        "tx_amount": 312.5,
+    }
+    return {"repo": repo, "tracking_uri": tracking_uri, "bundle": bundle, "transaction": transaction}
+
+
+def _feature_body(world: dict[str, Any]) -> bytes:
+    """The model-ready row the transformer would send for the benchmark transaction."""
+    import pandas as pd
+
+    from features.definitions import FEATURE_NAMES, assemble_features
+    from features.store import feature_store, online_entity_features
+
+    transaction = world["transaction"]
+    customers, terminals = online_entity_features(
+        feature_store(world["repo"]), [transaction["customer_id"]], [transaction["terminal_id"]]
+    )
+    frame = pd.DataFrame([transaction]).assign(tx_datetime=lambda f: pd.to_datetime(f.tx_datetime))
+    row = assemble_features(frame, customers, terminals)[list(FEATURE_NAMES)].iloc[0].tolist()
+    return json.dumps(
+        {"instances": [[None if np.isnan(v) else v for v in row]], "feature_names": list(FEATURE_NAMES)}
+    ).encode()
+
+
+def _cold_start(servers: Servers, tries: int = 3) -> float:
+    times = []
+    for i in range(tries):
+        port = _free_port()
+        ready = f"/v1/models/{MODEL}"
+        times.append(servers.start(f"cold-{i}", ["serving.predictor", "--http_port", str(port)], port, ready))
+        servers.processes[-1].terminate()
+        servers.processes[-1].wait(timeout=30)
+    return statistics.median(times)
+
+
+def bench_serving() -> dict[str, Any]:
+    """Run every serving measurement; ``passed`` when all ratios meet their targets."""
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        root = Path(tmp)
+        world = _build_world(root)
+        env = {
+            "MLFLOW_TRACKING_URI": world["tracking_uri"],
+            "FRAUD_FEAST_REPO": str(world["repo"]),
+            "FRAUD_RELOAD_INTERVAL_SECONDS": "0",
+            "FRAUD_PREDICTION_LOG_DIR": str(root / "predictions"),
+            "FRAUD_AUDIT_LOG_DIR": str(root / "audit"),
+            "NAIVE_MODEL_PICKLE": str(root / "naive.pkl"),
+        }
+        servers = Servers(root, env)
+        ports = {name: _free_port() for name in ("predictor", "noop", "naive", "explainer", "transformer")}
+        ready = f"/v1/models/{MODEL}"
+        predict = f"/v1/models/{MODEL}:predict"
+        try:
+            cold_start = _cold_start(servers)
+            servers.start("predictor", ["serving.predictor", "--http_port", str(ports["predictor"])], ports["predictor"], ready)
+            servers.start("noop", ["bench.bench_serving", "--noop-server", "--http_port", str(ports["noop"]),
+                                   "--model_name", MODEL], ports["noop"], ready)
+            servers.start("naive", ["bench.naive_app", "--port", str(ports["naive"])], ports["naive"], "/ready")
+            servers.start("explainer", ["serving.explainer", "--http_port", str(ports["explainer"])], ports["explainer"], ready)
+            servers.start("transformer", ["serving.transformer", "--http_port", str(ports["transformer"]),
+                                          "--predictor_host", f"127.0.0.1:{ports['predictor']}",
+                                          "--explainer_host", f"127.0.0.1:{ports['explainer']}"],
+                          ports["transformer"], ready)
+            rows = _feature_body(world)
+            raw = json.dumps({"instances": [world["transaction"]]}).encode()
+            for name in ("predictor", "noop", "naive"):
+                _warm(ports[name], predict, rows)
+            _warm(ports["transformer"], predict, raw)
+            _warm(ports["transformer"], f"/v1/models/{MODEL}:explain", raw, 100)
+
+            figures: dict[str, Any] = {}
+            for concurrency in (1, 8):
+                n = 2000 if concurrency == 1 else 4000
+                for name in ("noop", "predictor", "naive"):
+                    figures[f"{name}_c{concurrency}"] = asyncio.run(
+                        _closed_loop(ports[name], predict, rows, concurrency, n)
+                    )
+            figures["chain_50rps"] = asyncio.run(_open_loop(ports["transformer"], predict, raw, 50, 20))
+            figures["explain_chain_c1"] = asyncio.run(
+                _closed_loop(ports["transformer"], f"/v1/models/{MODEL}:explain", raw, 1, 500)
+            )
+            figures["explainer_direct_c1"] = asyncio.run(
+                _closed_loop(ports["explainer"], f"/v1/models/{MODEL}:explain", rows, 1, 500)
+            )
+        finally:
+            servers.stop()
+
+    ratios = {
+        "predictor_p50_vs_noop_c1": figures["predictor_c1"]["p50_ms"] / figures["noop_c1"]["p50_ms"],
+        "predictor_p50_vs_noop_c8": figures["predictor_c8"]["p50_ms"] / figures["noop_c8"]["p50_ms"],
+        "predictor_throughput_vs_naive_c1": figures["predictor_c1"]["throughput_rps"] / figures["naive_c1"]["throughput_rps"],
+        "predictor_throughput_vs_naive_c8": figures["predictor_c8"]["throughput_rps"] / figures["naive_c8"]["throughput_rps"],
+        "chain_p99_ms_at_50rps": figures["chain_50rps"]["p99_ms"],
+        "explain_p50_ms": figures["explain_chain_c1"]["p50_ms"],
+        "explainer_direct_p50_ms": figures["explainer_direct_c1"]["p50_ms"],
+        "predictor_cold_start_s": cold_start,
+    }
+    checks = {
+        "predictor_p50_vs_noop": max(ratios["predictor_p50_vs_noop_c1"], ratios["predictor_p50_vs_noop_c8"])
+        <= TARGETS["predictor_p50_vs_noop_max"],
+        "predictor_throughput_vs_naive": min(ratios["predictor_throughput_vs_naive_c1"],
+                                             ratios["predictor_throughput_vs_naive_c8"])
+        >= TARGETS["predictor_throughput_vs_naive_min"],
+        "chain_p99_at_50rps": ratios["chain_p99_ms_at_50rps"] <= TARGETS["chain_p99_ms_at_50rps_max"],
+        "explain_p50": ratios["explain_p50_ms"] <= TARGETS["explain_p50_ms_max"],
+        "predictor_cold_start": cold_start <= TARGETS["predictor_cold_start_s_max"],
+        "no_errors": all(f.get("errors", 0) == 0 for f in figures.values()),
+    }
+    return {
+        "name": "serving",
+        "passed": all(checks.values()),
+        "checks": checks,
+        "ratios": {k: round(v, 3) for k, v in ratios.items()},
+        "targets": TARGETS,
+        "figures": figures,
+        "cpus": os.cpu_count(),
+    }
+
+
+if __name__ == "__main__":
+    if "--noop-server" in sys.argv:
+        serve_noop([a for a in sys.argv[1:] if a != "--noop-server"])
+    else:
+        print(json.dumps(bench_serving(), indent=2))
