@@ -128,6 +128,14 @@ canary: $(STAMP) ## Champion vs candidate side by side (80/20), replay traffic, 
 ab: $(STAMP) ## A/B analysis of a 50/50 split's logged outcomes (significance, effect size, CI)
 	$(PY) -m monitoring.ab --metric recall
 
+.PHONY: report
+report: $(STAMP) ## One self-contained HTML run report (reports/run-report.html)
+	$(PY) -m fraudops.report
+
+.PHONY: lineage
+lineage: $(STAMP) ## Lineage of REQUEST_ID=… | VERSION=n | ALIAS=champion: run, commit, data hash, params, history
+	$(PY) -m training.lineage $(if $(REQUEST_ID),--request-id $(REQUEST_ID),$(if $(VERSION),--version $(VERSION),--alias $(or $(ALIAS),champion)))
+
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
 	$(VENV)/bin/mlflow ui --backend-store-uri "$(MLFLOW_TRACKING_URI)" --host 127.0.0.1 --port 5000
@@ -149,7 +157,7 @@ ci-tools: ## Install the system tools the static checks use (promtool, offline a
 	while read -r cmd pkg; do
 	  case "$$cmd" in ''|'#'*) continue ;; esac
 	  command -v "$$cmd" >/dev/null || { [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $${SUDO:-} apt-get update -qq && $${SUDO:-} apt-get install -y -qq "$$pkg"; }
+	    $${SUDO:-} apt-get update -qq && $${SUDO:-} apt-get install -y -qq $$pkg; }
 	done < .ci/apt-packages
 	bash .ci/npm-setup
 

@@ -68,6 +68,16 @@ class Paths:
         return self.root / "data" / "live"
 
     @property
+    def reports_dir(self) -> Path:
+        """Human-readable outputs: drift/performance reports, canary verdict, run report."""
+        return self.root / "reports"
+
+    @property
+    def canary_verdict(self) -> Path:
+        """The latest canary verdict (written by ``monitoring.canary``, shown in the report)."""
+        return self.reports_dir / "canary" / "canary_verdict.json"
+
+    @property
     def run_dir(self) -> Path:
         """PID files, logs and the prediction/audit logs of locally started servers."""
         return self.root / "run"

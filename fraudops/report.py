@@ -175,7 +175,7 @@ class RunReport:
 
 def default_report_path() -> Path:
     """``reports/run-report.html`` under the project root."""
-    return paths().root / "reports" / "run-report.html"
+    return paths().reports_dir / "run-report.html"
 
 
 def default_drift_summary() -> Path:
@@ -187,7 +187,7 @@ def default_drift_summary() -> Path:
 
 def default_canary_verdict() -> Path:
     """Where the canary's verdict JSON is read from (``reports/canary/canary_verdict.json``)."""
-    return paths().root / "reports" / "canary" / "canary_verdict.json"
+    return paths().canary_verdict
 
 
 def _read_json(path: Path) -> dict | None:

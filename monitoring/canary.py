@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.files import write_json_atomic
 from data.schema import REQUEST_COLUMNS, TRANSACTION_ID, TX_DATETIME, TX_FRAUD
 from fraudops.config import CanaryParams, load_params
 from fraudops.paths import paths
@@ -577,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         # Only the two servers this run started, by their PIDs.
         terminate([process.pid for _, process, _ in started])
+    # The run report (`make report`) shows the latest verdict from this file.
+    write_json_atomic(json_ready(report.as_dict()), paths().canary_verdict)
     print(console_summary(report))
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))

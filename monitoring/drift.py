@@ -401,7 +401,7 @@ def default_prediction_log_dir() -> Path | str:
 
 def default_report_dir(job: str) -> Path:
     """``reports/<job>`` under the project root."""
-    return paths().root / "reports" / job
+    return paths().reports_dir / job
 
 
 def _mlflow_metrics(analysis: DriftAnalysis, rows: int) -> dict[str, float]:
