@@ -62,6 +62,17 @@ def _run(command: list[str], root: Path, extra_env: dict[str, str] | None = None
     return process.stdout
 
 
+def _summary_table(output: str) -> list[str]:
+    """The pipeline's champion-vs-candidate table (``test window`` … ``mlflow run``)."""
+    lines = output.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("test window ")]
+    if not starts:
+        return []
+    table = lines[starts[-1] :]
+    ends = [i for i, line in enumerate(table) if line.startswith("mlflow run:")]
+    return table[: ends[0] + 1] if ends else table
+
+
 def retrain(
     layout: Paths, days: int, drift: str | None, promote_via: str | None = None
 ) -> str:
@@ -95,6 +106,7 @@ def retrain(
     else:
         gates = ("GATE ", "promotion deferred")
         lines += [line for line in output.splitlines() if line.startswith(gates)]
+        lines += _summary_table(output)
     moved = after.champion != before.champion
     lines.append(
         f"@champion: v{before.champion} -> v{after.champion} (moved)" if moved

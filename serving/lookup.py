@@ -29,30 +29,40 @@ logger = logging.getLogger("serving.lookup")
 
 @dataclass(frozen=True)
 class FeatureBatch:
-    """Validated transactions with their assembled features, row for row."""
+    """Validated transactions with their assembled features, row for row.
+
+    The frame from ``assemble_features`` is turned into arrays once (in the lookup thread),
+    so the answer, the upstream body and the prediction log reuse them without pandas.
+    """
 
     transactions: list[dict[str, Any]]
-    features: pd.DataFrame  # FEATURE_NAMES (float64) + unknown_customer / unknown_terminal
+    values: np.ndarray  # float64, (n, len(FEATURE_NAMES)), FEATURE_NAMES order, NaN = missing
+    unknown_customer: np.ndarray  # bool per transaction
+    unknown_terminal: np.ndarray
+
+    @classmethod
+    def from_frame(cls, transactions: list[dict[str, Any]], features: pd.DataFrame) -> FeatureBatch:
+        """From ``assemble_features`` output (FEATURE_NAMES + unknown flags)."""
+        return cls(
+            transactions,
+            np.ascontiguousarray(features[list(FEATURE_NAMES)].to_numpy(np.float64)),
+            features[UNKNOWN_CUSTOMER].to_numpy(bool),
+            features[UNKNOWN_TERMINAL].to_numpy(bool),
+        )
 
     def matrix(self, feature_names: tuple[str, ...] = FEATURE_NAMES) -> np.ndarray:
         """C-contiguous float32 rows in ``feature_names`` order (the model's input order)."""
-        missing = [name for name in feature_names if name not in self.features.columns]
+        if tuple(feature_names) == FEATURE_NAMES:
+            return np.ascontiguousarray(self.values, dtype=np.float32)
+        missing = [name for name in feature_names if name not in FEATURE_NAMES]
         if missing:
             raise ValueError(f"{missing[0]}: the model needs a feature the transformer does not build")
-        return np.ascontiguousarray(self.features[list(feature_names)].to_numpy(np.float32))
+        columns = [FEATURE_NAMES.index(name) for name in feature_names]
+        return np.ascontiguousarray(self.values[:, columns], dtype=np.float32)
 
-    def feature_rows(self, feature_names: tuple[str, ...] = FEATURE_NAMES) -> list[list[float | None]]:
-        """Rows as JSON lists, ``None`` where a value is missing (NaN is not JSON)."""
-        values = self.features[list(feature_names)].to_numpy(np.float64)
-        return [[None if np.isnan(v) else float(v) for v in row] for row in values]
-
-    @property
-    def unknown_customer(self) -> np.ndarray:
-        return self.features[UNKNOWN_CUSTOMER].to_numpy(bool)
-
-    @property
-    def unknown_terminal(self) -> np.ndarray:
-        return self.features[UNKNOWN_TERMINAL].to_numpy(bool)
+    def feature_rows(self) -> list[list[float | None]]:
+        """Rows in FEATURE_NAMES order as JSON lists, ``None`` where a value is missing."""
+        return [[None if v != v else v for v in row] for row in self.values.tolist()]
 
 
 class FeatureRepoIncomplete(RuntimeError):
@@ -210,4 +220,4 @@ class OnlineFeatureLookup:
             requests[CUSTOMER_ID].tolist(), requests[TERMINAL_ID].tolist()
         )
         features = assemble_features(requests, customer_rows, terminal_rows)
-        return FeatureBatch([transaction_json(t) for t in transactions], features)
+        return FeatureBatch.from_frame([transaction_json(t) for t in transactions], features)

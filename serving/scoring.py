@@ -71,18 +71,15 @@ def prediction_bodies(batch: FeatureBatch, scores: Scores, request_id: str) -> l
     ]
 
 
-def _feature_values(row: np.ndarray) -> dict[str, float | None]:
-    return {
-        name: (None if math.isnan(value) else float(value))
-        for name, value in zip(FEATURE_NAMES, row.tolist())
-    }
+def _feature_values(row: list[float]) -> dict[str, float | None]:
+    return {name: (None if math.isnan(value) else value) for name, value in zip(FEATURE_NAMES, row)}
 
 
 def prediction_records(
     batch: FeatureBatch, scores: Scores, request_id: str, latency_ms: float, served_by: str
 ) -> list[PredictionRecord]:
     """The prediction-log records of a scored batch (features included, for the drift job)."""
-    values = batch.features[list(FEATURE_NAMES)].to_numpy(np.float64)
+    values = batch.values.tolist()
     unknown_customer, unknown_terminal = batch.unknown_customer, batch.unknown_terminal
     return [
         PredictionRecord(

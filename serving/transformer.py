@@ -47,7 +47,7 @@ class TransformedRequest:
     def upstream_body(self, with_context: bool) -> dict[str, Any]:
         """Rows in FEATURE_NAMES order with their names; the explainer also gets the context."""
         body: dict[str, Any] = {
-            "instances": self.batch.feature_rows(FEATURE_NAMES),
+            "instances": self.batch.feature_rows(),
             "feature_names": list(FEATURE_NAMES),
         }
         if with_context:

@@ -7,7 +7,6 @@ and DVC remote, so ``dvc repro`` and the pipeline run exactly as a user would ru
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -16,13 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-#: What a fresh clone holds that the pipeline needs (generated state is left behind).
-COPY_IGNORE = shutil.ignore_patterns(
-    ".git", ".venv", "mlflow.db", "mlartifacts", "run", "artifacts", "dvc-remote",
-    "__pycache__", ".pytest_cache", ".ruff_cache", "*.parquet", "registry.db",
-    "online_store.db", "dvc.lock", "node_modules", "reports",
-)
+from fraudops.workspace import copy_project
 
 #: Small enough for seconds per stage, big enough for a fraud rate and every time window.
 SMALL_PARAMS = {
@@ -104,18 +97,10 @@ class Project:
 
 
 def make_project(root: Path) -> Project:
-    """Copy the working tree into ``root`` as a fresh git repository with small params."""
-    shutil.copytree(REPO, root, ignore=COPY_IGNORE)
-    (root / "data" / "live").mkdir(parents=True, exist_ok=True)
+    """A fresh-clone copy of the project in ``root`` with the small params."""
+    copy_project(root)
     write_params(root, SMALL_PARAMS)
-    project = Project(root)
-    for command in (
-        ("git", "init", "-q"),
-        ("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "add", "-A"),
-        ("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "copy"),
-    ):
-        project.run(*command)
-    return project
+    return Project(root)
 
 
 @pytest.fixture(scope="package")

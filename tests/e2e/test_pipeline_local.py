@@ -91,6 +91,8 @@ def test_retrain_on_new_days_runs_the_gates_and_twice_without_new_data_is_a_no_o
     assert "new data: 3 days of live traffic" in first.stdout
     assert "GATE data validation: PASS" in first.stdout
     assert "champion challenge:" in first.stdout
+    summary = first.stdout.split("== retraining summary ==")[1]
+    assert "average_precision" in summary and "@champion" in summary
     assert len(list((project.root / "data" / "live").glob("*.parquet"))) == 1
     assert (project.root / "data" / "live.dvc").read_text().count("nfiles: 1") == 1
     after_first = _versions(project)
