@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 def create_app(pickle_path: str) -> FastAPI:
     """The naive app around the pickled classifier at ``pickle_path``."""
     with open(pickle_path, "rb") as handle:
-        model = pickle.load(handle)  # noqa: S301 -- our own file, written by the benchmark
+        model = pickle.load(handle)
     feature_names = list(model.get_booster().feature_names)
     app = FastAPI(title="naive fraud API (benchmark baseline)")
 
