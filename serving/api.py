@@ -71,7 +71,9 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
         reason = (errors[0].get("ctx") or {}).get("error", "invalid JSON")
         return _error_response(MalformedRequest(f"body: not valid JSON ({reason})"))
     # FastAPI prefixes body fields with "body"; the field names are what the client sent.
-    stripped = [{**e, "loc": tuple(e["loc"])[1:] if e["loc"][:1] == ("body",) else e["loc"]} for e in errors]
+    stripped = [
+        {**e, "loc": tuple(e["loc"])[1:] if e["loc"][:1] == ("body",) else e["loc"]} for e in errors
+    ]
     return _error_response(invalid_request(stripped))
 
 
@@ -113,7 +115,11 @@ def create_app(
     def readyz() -> JSONResponse:
         return JSONResponse(status_code=200 if holder.ready else 503, content=holder.status())
 
-    @app.get(f"/v1/models/{settings.model_name}", summary="KServe-style model readiness", responses={503: {}})
+    @app.get(
+        f"/v1/models/{settings.model_name}",
+        summary="KServe-style model readiness",
+        responses={503: {}},
+    )
     def model_ready() -> JSONResponse:
         return JSONResponse(
             status_code=200 if holder.ready else 503,
@@ -138,7 +144,9 @@ def create_app(
 
     if allow_reload:
 
-        @app.post("/reload", summary="Re-resolve the alias now; swap if it moved", responses={503: {}})
+        @app.post(
+            "/reload", summary="Re-resolve the alias now; swap if it moved", responses={503: {}}
+        )
         def reload() -> JSONResponse:
             changed = holder.refresh()
             status = {"changed": changed, **holder.status()}
@@ -160,7 +168,9 @@ def run_level(level: str, settings: ServingSettings, host: str, port: int) -> No
     configure_logging()
     configure_mlflow_client()
     holder = ModelHolder(settings)
-    holder.listeners.append(lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias))
+    holder.listeners.append(
+        lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias)
+    )
     lookup = OnlineFeatureLookup(settings)
     lookup.open()
     logger.info("%s: features from %s; model from %s", level, lookup.describe(), holder.source)
@@ -168,7 +178,10 @@ def run_level(level: str, settings: ServingSettings, host: str, port: int) -> No
     service = PredictionService(
         holder, lookup, PredictionLogWriter(settings.prediction_log_path()), served_by=level
     )
-    title = {"level1": "Fraud detector L1 (baked model)", "level2": "Fraud detector L2 (MLflow alias)"}
+    title = {
+        "level1": "Fraud detector L1 (baked model)",
+        "level2": "Fraud detector L2 (MLflow alias)",
+    }
     app = create_app(service, settings, title=title[level], allow_reload=level == "level2")
     freeze_startup_objects()
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)

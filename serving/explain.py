@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -70,7 +70,7 @@ def describe_feature(feature: str, value: float | None) -> str:
         entity, kind, n = window.groups()
         if kind == "tx_count":
             verb = "made" if entity == "customer" else "processed"
-            count = 0 if value is None else int(round(value))
+            count = 0 if value is None else round(value)
             return f"{entity} {verb} {count} transaction{'s' if count != 1 else ''} in the last {_days(n)}"
         if kind == "mean_amount":
             if value is None:
@@ -78,7 +78,9 @@ def describe_feature(feature: str, value: float | None) -> str:
             return f"customer's average amount over the last {_days(n)} is {value:,.2f}"
         if value is None:
             return f"no labelled transactions at this terminal in its {n}-day window"
-        return f"{value:.0%} of this terminal's labelled transactions in its {n}-day window were fraud"
+        return (
+            f"{value:.0%} of this terminal's labelled transactions in its {n}-day window were fraud"
+        )
     return f"{feature} is {value}"
 
 
@@ -120,7 +122,7 @@ class AuditRecord:
     base_value: float
     reasons: list[dict[str, Any]]
     transaction_id: int | None = None
-    explained_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    explained_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def as_dict(self) -> dict[str, Any]:
         """The record as a JSON-ready dict."""

@@ -56,7 +56,7 @@ class FraudExplainer(kserve.Model):
         from kserve.protocol.infer_type import InferRequest
 
         if isinstance(payload, InferRequest):
-            raise InvalidRequest("the explainer takes v1 feature rows: {\"instances\": [...]}")
+            raise InvalidRequest('the explainer takes v1 feature rows: {"instances": [...]}')
         require_json_content(headers)
         bundle = self.holder.bundle
         if bundle is None:
@@ -113,7 +113,9 @@ class FraudExplainer(kserve.Model):
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
         """Contributions, reasons and audit record for each row (computed off the event loop)."""
         request_id = request_id_from(headers)
-        return await asyncio.to_thread(self._explain, payload["bundle"], payload["rows"], request_id)
+        return await asyncio.to_thread(
+            self._explain, payload["bundle"], payload["rows"], request_id
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,16 +58,26 @@ def _row_values(row: Any, i: int, names: tuple[str, ...]) -> list[float]:
             raise _reject(f"instances[{i}].{unknown[0]}", "not a model feature", row[unknown[0]])
         missing = [n for n in names if n not in row]
         if missing:
-            raise _reject(f"instances[{i}].{missing[0]}", "required feature is missing (null = missing value)")
+            raise _reject(
+                f"instances[{i}].{missing[0]}", "required feature is missing (null = missing value)"
+            )
         return [_number(row[n], f"instances[{i}].{n}") for n in names]
     if isinstance(row, list):
         if len(row) != len(names):
-            raise _reject(f"instances[{i}]", f"must hold {len(names)} values in feature_names order", len(row))
+            raise _reject(
+                f"instances[{i}]", f"must hold {len(names)} values in feature_names order", len(row)
+            )
         return [_number(v, f"instances[{i}][{j}]") for j, v in enumerate(row)]
-    raise _reject(f"instances[{i}]", "must be a list of feature values or an object keyed by feature name", row)
+    raise _reject(
+        f"instances[{i}]",
+        "must be a list of feature values or an object keyed by feature name",
+        row,
+    )
 
 
-def parse_feature_rows(payload: Any, feature_names: tuple[str, ...], max_batch_size: int) -> FeatureRows:
+def parse_feature_rows(
+    payload: Any, feature_names: tuple[str, ...], max_batch_size: int
+) -> FeatureRows:
     """Validate a v1 feature-row body against the model's features; the float32 matrix."""
     if not isinstance(payload, dict):
         raise _reject("body", "must be a JSON object with an 'instances' list", payload)
@@ -78,7 +88,11 @@ def parse_feature_rows(payload: Any, feature_names: tuple[str, ...], max_batch_s
     if not isinstance(instances, list):
         raise _reject("instances", "required: a list of feature rows", instances)
     if not 1 <= len(instances) <= max_batch_size:
-        raise _reject("instances", f"must hold 1 to {max_batch_size} rows (FRAUD_MAX_BATCH_SIZE)", len(instances))
+        raise _reject(
+            "instances",
+            f"must hold 1 to {max_batch_size} rows (FRAUD_MAX_BATCH_SIZE)",
+            len(instances),
+        )
     sent_names = payload.get("feature_names")
     if sent_names is not None and (
         not isinstance(sent_names, list) or tuple(sent_names) != tuple(feature_names)
@@ -98,10 +112,16 @@ def parse_feature_rows(payload: Any, feature_names: tuple[str, ...], max_batch_s
     return FeatureRows(matrix, transactions)
 
 
-def parse_feature_tensor(array: np.ndarray, feature_names: tuple[str, ...], max_batch_size: int) -> np.ndarray:
+def parse_feature_tensor(
+    array: np.ndarray, feature_names: tuple[str, ...], max_batch_size: int
+) -> np.ndarray:
     """A v2 input tensor as the float32 matrix (shape ``[n, len(feature_names)]``, no inf)."""
     if array.ndim != 2 or array.shape[1] != len(feature_names):
-        raise _reject("inputs[0].shape", f"must be [n, {len(feature_names)}] in the model's feature order", list(array.shape))
+        raise _reject(
+            "inputs[0].shape",
+            f"must be [n, {len(feature_names)}] in the model's feature order",
+            list(array.shape),
+        )
     if not 1 <= array.shape[0] <= max_batch_size:
         raise _reject("inputs[0].shape", f"must hold 1 to {max_batch_size} rows", list(array.shape))
     matrix = np.ascontiguousarray(array, dtype=np.float32)

@@ -90,6 +90,13 @@ def serve(model, args: argparse.Namespace) -> None:
     # Registered before it is ready: KServe's start() would refuse an unready model, and
     # a server that answers "not ready" is what readiness probes and operators expect.
     server.register_model(model)
+
+    async def server_ready() -> bool:
+        # KServe's /v2/health/ready says "ready" as soon as the process is up; here it means
+        # what /v1/models/<name> means: the model is loaded (the probe the manifests use).
+        return all(m.ready for m in server.registered_models.get_models().values())
+
+    server.dataplane.ready = server_ready
     logger.info("%s listening on :%d (ready=%s)", model.name, args.http_port, model.ready)
     freeze_startup_objects()
     server.start([])

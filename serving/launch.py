@@ -30,7 +30,11 @@ LEVELS = ("level1", "level2", "level3", "level4", "level5")
 SAMPLES = Path(__file__).resolve().parent / "samples"
 #: Environment variables a parent may carry that must not leak into a server: Feast sets
 #: Prometheus' multi-process mode on import, which would change how servers count metrics.
-_DO_NOT_INHERIT = ("PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR", "prometheus_multiproc_dir")
+_DO_NOT_INHERIT = (
+    "PROMETHEUS_MULTIPROC_DIR",
+    "PROMETHEUS_MULTIPROCESS_DIR",
+    "prometheus_multiproc_dir",
+)
 
 
 class LaunchError(RuntimeError):
@@ -74,22 +78,55 @@ def level_components(
     ready = kserve_ready_path(model_name)
     if level == "level1":
         env = {"FRAUD_MODEL_DIR": str(model_dir)} if model_dir else {}
-        return [Component("level1", "serving.level1", ("--host", "127.0.0.1", "--port", str(port)), port, "/readyz", env)]
+        return [
+            Component(
+                "level1",
+                "serving.level1",
+                ("--host", "127.0.0.1", "--port", str(port)),
+                port,
+                "/readyz",
+                env,
+            )
+        ]
     if level == "level2":
-        return [Component("level2", "serving.level2", ("--host", "127.0.0.1", "--port", str(port)), port, "/readyz")]
+        return [
+            Component(
+                "level2",
+                "serving.level2",
+                ("--host", "127.0.0.1", "--port", str(port)),
+                port,
+                "/readyz",
+            )
+        ]
     if level == "level3":
-        return [Component("predictor", "serving.predictor", ("--http_port", str(port)), port, ready)]
-    predictor = Component("predictor", "serving.predictor", ("--http_port", str(predictor_port)), predictor_port, ready)
+        return [
+            Component("predictor", "serving.predictor", ("--http_port", str(port)), port, ready)
+        ]
+    predictor = Component(
+        "predictor",
+        "serving.predictor",
+        ("--http_port", str(predictor_port)),
+        predictor_port,
+        ready,
+    )
     transformer_args = ["--http_port", str(port), "--predictor_host", f"127.0.0.1:{predictor_port}"]
     components = [predictor]
     if level == "level5":
         components.append(
-            Component("explainer", "serving.explainer", ("--http_port", str(explainer_port)), explainer_port, ready)
+            Component(
+                "explainer",
+                "serving.explainer",
+                ("--http_port", str(explainer_port)),
+                explainer_port,
+                ready,
+            )
         )
         transformer_args += ["--explainer_host", f"127.0.0.1:{explainer_port}"]
     elif level != "level4":
         raise LaunchError(f"level: must be one of {', '.join(LEVELS)}, got {level!r}")
-    components.append(Component("transformer", "serving.transformer", tuple(transformer_args), port, ready))
+    components.append(
+        Component("transformer", "serving.transformer", tuple(transformer_args), port, ready)
+    )
     return components
 
 
@@ -100,7 +137,9 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def spawn(component: Component, log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+def spawn(
+    component: Component, log_path: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """Start ``component`` in its own session (it outlives the caller), logging to a file."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
@@ -115,7 +154,9 @@ def spawn(component: Component, log_path: Path, env: dict[str, str] | None = Non
         )
 
 
-def http_json(url: str, body: Any = None, timeout: float = 10.0, method: str | None = None) -> tuple[int, Any]:
+def http_json(
+    url: str, body: Any = None, timeout: float = 10.0, method: str | None = None
+) -> tuple[int, Any]:
     """GET (or POST ``body`` as JSON) and return ``(status, parsed JSON or text)``."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
@@ -211,7 +252,9 @@ def stop_all(directory: Path | None = None) -> list[str]:
     directory = directory or state_dir()
     order_file = directory / "level"
     recorded = order_file.read_text().split()[1:] if order_file.exists() else []
-    pid_files = sorted(directory.glob("*.pid"), key=lambda p: -recorded.index(p.stem) if p.stem in recorded else 0)
+    pid_files = sorted(
+        directory.glob("*.pid"), key=lambda p: -recorded.index(p.stem) if p.stem in recorded else 0
+    )
     stopped, pids = [], []
     for pid_file in pid_files:
         try:
@@ -263,7 +306,12 @@ def demo_requests(level: str, model_name: str, port: int) -> int:
     body = json.loads(sample.read_text())
     failures = 0
     status, answer = http_json(f"{base}:predict", body)
-    _print_answer(f"predict ({sample.relative_to(paths().root) if sample.is_relative_to(paths().root) else sample})", f"{base}:predict", status, answer)
+    _print_answer(
+        f"predict ({sample.relative_to(paths().root) if sample.is_relative_to(paths().root) else sample})",
+        f"{base}:predict",
+        status,
+        answer,
+    )
     failures += status != 200
     if level == "level5":
         suspicious = {"instances": body["instances"][1:2]}
@@ -273,7 +321,9 @@ def demo_requests(level: str, model_name: str, port: int) -> int:
     return failures
 
 
-def start_level(level: str, port: int, predictor_port: int, explainer_port: int, timeout_s: float) -> int:
+def start_level(
+    level: str, port: int, predictor_port: int, explainer_port: int, timeout_s: float
+) -> int:
     """Stop what runs, start ``level``, wait for readiness, demo it; the exit code."""
     from serving.settings import load_settings
 
@@ -317,17 +367,27 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: ``level1`` .. ``level5`` or ``stop``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=(*LEVELS, "stop"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("FRAUD_PORT", 8080)))
-    parser.add_argument("--predictor-port", type=int, default=int(os.environ.get("FRAUD_PREDICTOR_PORT", 8081)))
-    parser.add_argument("--explainer-port", type=int, default=int(os.environ.get("FRAUD_EXPLAINER_PORT", 8082)))
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for readiness")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("FRAUD_PORT", "8080")))
+    parser.add_argument(
+        "--predictor-port", type=int, default=int(os.environ.get("FRAUD_PREDICTOR_PORT", "8081"))
+    )
+    parser.add_argument(
+        "--explainer-port", type=int, default=int(os.environ.get("FRAUD_EXPLAINER_PORT", "8082"))
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for readiness"
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "stop":
             stopped = stop_all()
             print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
             return
-        sys.exit(start_level(args.action, args.port, args.predictor_port, args.explainer_port, args.timeout))
+        sys.exit(
+            start_level(
+                args.action, args.port, args.predictor_port, args.explainer_port, args.timeout
+            )
+        )
     except LaunchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

@@ -9,6 +9,7 @@ uses, so serving cannot drift from training by re-implementing a feature.
 from __future__ import annotations
 
 import logging
+import math
 import sqlite3
 import threading
 from dataclasses import dataclass
@@ -56,13 +57,15 @@ class FeatureBatch:
             return np.ascontiguousarray(self.values, dtype=np.float32)
         missing = [name for name in feature_names if name not in FEATURE_NAMES]
         if missing:
-            raise ValueError(f"{missing[0]}: the model needs a feature the transformer does not build")
+            raise ValueError(
+                f"{missing[0]}: the model needs a feature the transformer does not build"
+            )
         columns = [FEATURE_NAMES.index(name) for name in feature_names]
         return np.ascontiguousarray(self.values[:, columns], dtype=np.float32)
 
     def feature_rows(self) -> list[list[float | None]]:
         """Rows in FEATURE_NAMES order as JSON lists, ``None`` where a value is missing."""
-        return [[None if v != v else v for v in row] for row in self.values.tolist()]
+        return [[None if math.isnan(v) else v for v in row] for row in self.values.tolist()]
 
 
 class FeatureRepoIncomplete(RuntimeError):
@@ -131,10 +134,14 @@ class _ServiceReader:
             self.views[projection.name] = (view, [f.name for f in projection.features])
         for required in (CUSTOMER_VIEW, TERMINAL_VIEW):
             if required not in self.views:
-                raise FeatureRepoIncomplete(f"feature service {FEATURE_SERVICE}: view {required} missing")
+                raise FeatureRepoIncomplete(
+                    f"feature service {FEATURE_SERVICE}: view {required} missing"
+                )
         self.customer_view, self.terminal_view = CUSTOMER_VIEW, TERMINAL_VIEW
 
-    def _rows(self, view_name: str, key: str, ids: list[int], columns: tuple[str, ...]) -> pd.DataFrame:
+    def _rows(
+        self, view_name: str, key: str, ids: list[int], columns: tuple[str, ...]
+    ) -> pd.DataFrame:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -154,7 +161,9 @@ class _ServiceReader:
         rows.insert(0, key, np.asarray(ids, dtype=np.int64))
         return rows
 
-    def read(self, customer_ids: list[int], terminal_ids: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    def read(
+        self, customer_ids: list[int], terminal_ids: list[int]
+    ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``(customer_rows, terminal_rows)`` aligned with the ids, NaN rows for unknown ids."""
         from features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
 

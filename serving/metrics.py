@@ -17,7 +17,9 @@ from prometheus_client import Counter, Gauge, Histogram
 SCORE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
-FRAUD_SCORE = Histogram("fraud_score", "Fraud probability of scored transactions", buckets=SCORE_BUCKETS)
+FRAUD_SCORE = Histogram(
+    "fraud_score", "Fraud probability of scored transactions", buckets=SCORE_BUCKETS
+)
 FRAUD_DECISIONS = Counter("fraud_decisions_total", "Decisions by outcome", ["decision"])
 FRAUD_PREDICTIONS = Counter(
     "fraud_predictions_total", "Scored transactions by model version", ["model_version"]

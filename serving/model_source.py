@@ -17,7 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,7 @@ class ModelHolder:
         bundle = prepare_for_serving(bundle)
         self.bundle = bundle  # one reference assignment: the swap is atomic for readers
         metrics.FRAUD_REGISTRY_UP.set(1)
-        self.loaded_at = datetime.now(timezone.utc).isoformat()
+        self.loaded_at = datetime.now(UTC).isoformat()
         self.load_error = None
         for listener in self.listeners:
             listener(bundle)
@@ -134,7 +134,7 @@ class ModelHolder:
         with self._load_lock:
             try:
                 self._install(self._read())
-            except Exception as exc:  # any failure here means "not ready": reported, retried
+            except Exception as exc:  # noqa: BLE001 -- any failure means "not ready": logged, retried
                 self.load_error = f"{self.source}: {_one_line(exc)}"
                 logger.error(
                     "model not loaded from %s (registry %s): %s -- not ready, retrying every %.0fs",
@@ -171,12 +171,10 @@ class ModelHolder:
                     self._registry_ok()
                     return False
                 bundle = self._read()
-            except Exception as exc:  # the registry is optional once a model is loaded
+            except Exception as exc:  # noqa: BLE001 -- once loaded, the registry is optional
                 message = f"registry {self.tracking_uri}: {_one_line(exc)}"
                 if message != self.registry_error:
-                    logger.warning(
-                        "%s; still serving version %s", message, self.model_version
-                    )
+                    logger.warning("%s; still serving version %s", message, self.model_version)
                 self.registry_error = message
                 metrics.FRAUD_REGISTRY_UP.set(0)
                 return False

@@ -11,7 +11,7 @@ import json
 import os
 import threading
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -40,7 +40,7 @@ class PredictionRecord:
     unknown_customer: bool = False
     unknown_terminal: bool = False
     served_by: str = ""
-    logged_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    logged_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
 
 class PredictionLogWriter:
@@ -61,7 +61,7 @@ class PredictionLogWriter:
         self._lock = threading.Lock()
 
     def _current_file(self) -> Path:
-        day = datetime.now(timezone.utc).strftime("%Y%m%d")
+        day = datetime.now(UTC).strftime("%Y%m%d")
         part = 0
         while True:
             suffix = f"-{part}" if part else ""

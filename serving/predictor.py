@@ -24,6 +24,7 @@ from serving.model_source import ModelHolder
 from serving.scoring import request_id_from
 from serving.settings import ServingSettings, load_settings
 
+
 def require_json_content(headers: dict[str, str] | None) -> None:
     """KServe parses any body; a v1 body must still be declared JSON (415 otherwise)."""
     content_type = (headers or {}).get("content-type", "")
@@ -106,8 +107,10 @@ class FraudPredictor(kserve.Model):
             ],
             "model_version": version,
             "request_id": request_id,
-            "thresholds": {"review": bundle.thresholds.review, "decline": bundle.thresholds.decline},
-            "feature_names": list(bundle.feature_names),
+            "thresholds": {
+                "review": bundle.thresholds.review,
+                "decline": bundle.thresholds.decline,
+            },
         }
 
     async def _predict_v2(self, request, request_id: str, started: float):
@@ -122,7 +125,9 @@ class FraudPredictor(kserve.Model):
         try:
             array = request.inputs[0].as_numpy()
         except (ValueError, TypeError) as exc:
-            raise InvalidRequest(f"inputs[0].data: must be numbers matching shape and datatype ({exc})") from None
+            raise InvalidRequest(
+                f"inputs[0].data: must be numbers matching shape and datatype ({exc})"
+            ) from None
         matrix = parse_feature_tensor(array, bundle.feature_names, self.settings.max_batch_size)
         probabilities = await self._probabilities(bundle, matrix)
         decisions = bundle.thresholds.decide(probabilities)
@@ -135,7 +140,9 @@ class FraudPredictor(kserve.Model):
             model_name=self.name,
             model_version=version,
             infer_outputs=[
-                InferOutput("fraud_probability", [n], "FP32", probabilities.astype(np.float32).tolist()),
+                InferOutput(
+                    "fraud_probability", [n], "FP32", probabilities.astype(np.float32).tolist()
+                ),
                 InferOutput("decision", [n], "BYTES", [str(d) for d in decisions]),
             ],
             parameters={"model_version": version},

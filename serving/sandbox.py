@@ -56,7 +56,9 @@ def synthetic_transactions(
     )
 
 
-def write_offline_sources(root: Path, transactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_offline_sources(
+    root: Path, transactions: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Customer/terminal feature tables of ``transactions`` where the repo's sources expect them."""
     from features.definitions import compute_entity_features
 
@@ -82,7 +84,9 @@ def build_feature_repo(
     if not layout.customer_features.exists():
         write_offline_sources(root, transactions)
     layout.feature_repo.mkdir(parents=True, exist_ok=True)
-    shutil.copy(paths().feature_repo / "feature_store.yaml", layout.feature_repo / "feature_store.yaml")
+    shutil.copy(
+        paths().feature_repo / "feature_store.yaml", layout.feature_repo / "feature_store.yaml"
+    )
     store = feature_store(layout.feature_repo, online=online, redis_url=redis_url, project=project)  # type: ignore[arg-type]
     apply_definitions(store)
     materialize(store, transactions[TX_DATETIME].max())
@@ -116,7 +120,7 @@ def train_bundle(
         booster=booster,
         feature_names=tuple(FEATURE_NAMES),
         thresholds=Thresholds(review=review, decline=decline),
-        metadata={"trained_on": "serving sandbox", "rows": int(len(X)), "seed": seed},
+        metadata={"trained_on": "serving sandbox", "rows": len(X), "seed": seed},
     )
 
 
@@ -144,11 +148,15 @@ def register_bundle(
     experiment_id = (
         experiment.experiment_id
         if experiment
-        else client.create_experiment("serving-sandbox", artifact_location=Path(artifact_root).as_uri())
+        else client.create_experiment(
+            "serving-sandbox", artifact_location=Path(artifact_root).as_uri()
+        )
     )
     run = client.create_run(experiment_id)
     with tempfile.TemporaryDirectory() as tmp:
-        client.log_artifacts(run.info.run_id, str(save_bundle(bundle, Path(tmp))), BUNDLE_ARTIFACT_PATH)
+        client.log_artifacts(
+            run.info.run_id, str(save_bundle(bundle, Path(tmp))), BUNDLE_ARTIFACT_PATH
+        )
     client.set_terminated(run.info.run_id)
     try:
         client.get_registered_model(model_name)
@@ -162,7 +170,9 @@ def register_bundle(
     return str(version.version)
 
 
-def set_alias(tracking_uri: str, version: str, model_name: str = MODEL_NAME, alias: str = "champion") -> None:
+def set_alias(
+    tracking_uri: str, version: str, model_name: str = MODEL_NAME, alias: str = "champion"
+) -> None:
     """Move ``alias`` to ``version`` (what promotion and rollback do)."""
     from mlflow import MlflowClient
 

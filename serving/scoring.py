@@ -144,7 +144,9 @@ class PredictionService:
             )
         batch = self.lookup.features(transactions)
         version = bundle.model_version or "local"
-        scores = decide(bundle.predict_proba(batch.matrix(bundle.feature_names)), bundle.thresholds, version)
+        scores = decide(
+            bundle.predict_proba(batch.matrix(bundle.feature_names)), bundle.thresholds, version
+        )
         record_outcome(batch, scores, request_id, started, self.writer, self.served_by)
         return {
             "predictions": prediction_bodies(batch, scores, request_id),

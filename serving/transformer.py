@@ -23,13 +23,18 @@ import kserve
 import orjson
 
 from features.definitions import FEATURE_NAMES
-from serving import metrics
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
 from serving.prediction_log import PredictionLogWriter
 from serving.predictor import require_json_content
 from serving.schema import validate_transactions
-from serving.scoring import REQUEST_ID_HEADER, decide, prediction_bodies, record_outcome, request_id_from
+from serving.scoring import (
+    REQUEST_ID_HEADER,
+    decide,
+    prediction_bodies,
+    record_outcome,
+    request_id_from,
+)
 from serving.settings import ServingSettings, load_settings
 from training.bundle import Thresholds
 
@@ -54,7 +59,9 @@ class TransformedRequest:
             body["transactions"] = [
                 {**t, "unknown_customer": bool(c), "unknown_terminal": bool(u)}
                 for t, c, u in zip(
-                    self.batch.transactions, self.batch.unknown_customer, self.batch.unknown_terminal
+                    self.batch.transactions,
+                    self.batch.unknown_customer,
+                    self.batch.unknown_terminal,
                 )
             ]
         return body
@@ -106,14 +113,16 @@ class FraudTransformer(kserve.Model):
             )
         return self._session
 
-    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> TransformedRequest:
+    async def preprocess(
+        self, payload: Any, headers: dict[str, str] | None = None
+    ) -> TransformedRequest:
         """Validate, look up, assemble: the feature rows of the request's transactions."""
         from kserve.protocol.infer_type import InferRequest
 
         if isinstance(payload, InferRequest):
             raise InvalidRequest(
                 "the transformer takes raw transactions on the v1 protocol "
-                f"(POST /v1/models/{self.name}:predict with {{\"instances\": [...]}})"
+                f'(POST /v1/models/{self.name}:predict with {{"instances": [...]}})'
             )
         started = time.perf_counter()
         require_json_content(headers)
@@ -122,7 +131,9 @@ class FraudTransformer(kserve.Model):
         batch = await asyncio.to_thread(self.lookup.features, transactions)
         return TransformedRequest(batch, request_id_from(headers), started)
 
-    async def _post(self, component: str, host: str, verb: str, request: TransformedRequest) -> dict[str, Any]:
+    async def _post(
+        self, component: str, host: str, verb: str, request: TransformedRequest
+    ) -> dict[str, Any]:
         url = f"http://{host}/v1/models/{self.name}:{verb}"
         body = request.upstream_body(with_context=verb == "explain")
         try:
@@ -131,7 +142,7 @@ class FraudTransformer(kserve.Model):
             ) as response:
                 raw = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise UpstreamUnavailable(
                 f"{component} at {host} unreachable: {type(exc).__name__} {exc}".rstrip()
             ) from None
@@ -144,7 +155,9 @@ class FraudTransformer(kserve.Model):
             raise upstream_error(f"{component} at {host}", status, str(message)[:500])
         return answer
 
-    async def predict(self, payload: TransformedRequest, headers=None, response_headers=None) -> UpstreamAnswer:
+    async def predict(
+        self, payload: TransformedRequest, headers=None, response_headers=None
+    ) -> UpstreamAnswer:
         """Send the rows to the predictor (``--predictor_host``)."""
         body = await self._post("predictor", self.predictor_host, "predict", payload)
         return UpstreamAnswer(payload, body, explained=False)
@@ -159,7 +172,9 @@ class FraudTransformer(kserve.Model):
         body = await self._post("explainer", self.explainer_host, "explain", payload)
         return UpstreamAnswer(payload, body, explained=True)
 
-    async def postprocess(self, result: UpstreamAnswer, headers=None, response_headers=None) -> dict[str, Any]:
+    async def postprocess(
+        self, result: UpstreamAnswer, headers=None, response_headers=None
+    ) -> dict[str, Any]:
         """Decisions from the predictor model's thresholds; answer, metrics, prediction log."""
         request, body = result.request, result.body
         if result.explained:

@@ -149,7 +149,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     transactions = synthetic_transactions()
     repo = build_feature_repo(root, transactions)
     project = f"fraud_serving_test_{uuid.uuid4().hex[:8]}"
-    build_feature_repo(root, transactions, online="redis", redis_url="%s:%d" % REDIS, project=project)
+    build_feature_repo(
+        root, transactions, online="redis", redis_url=f"{REDIS[0]}:{REDIS[1]}", project=project
+    )
     bundle = train_bundle(transactions)
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     version = register_bundle(bundle, tracking_uri, root / "mlartifacts")
@@ -160,8 +162,15 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     l2_db.parent.mkdir()
     shutil.copy(root / "mlflow.db", l2_db)
     yield World(
-        root, transactions, repo, tracking_uri, bundle, model_dir, project,
-        f"sqlite:///{l2_db}", l2_db,
+        root,
+        transactions,
+        repo,
+        tracking_uri,
+        bundle,
+        model_dir,
+        project,
+        f"sqlite:///{l2_db}",
+        l2_db,
     )
     import redis
 
@@ -218,10 +227,18 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(world: World) -> Iterator[Stack]:
     logs = world.root / "logs"
-    ports = {name: free_port() for name in (
-        "level1", "level2", "predictor", "explainer", "transformer", "transformer_redis",
-        "predictor_no_registry",
-    )}
+    ports = {
+        name: free_port()
+        for name in (
+            "level1",
+            "level2",
+            "predictor",
+            "explainer",
+            "transformer",
+            "transformer_redis",
+            "predictor_no_registry",
+        )
+    }
     proxy = TcpProxy(REDIS)
     proxy.start()
     ready = kserve_ready_path(MODEL)
@@ -236,30 +253,71 @@ def stack(world: World) -> Iterator[Stack]:
     host = ("--host", "127.0.0.1", "--port")
     predictor_host = f"127.0.0.1:{ports['predictor']}"
     components = {
-        "level1": Component("level1", "serving.level1", (*host, str(ports["level1"])), ports["level1"], "/readyz",
-                            {"FRAUD_MODEL_DIR": str(world.model_dir)}),
-        "level2": Component("level2", "serving.level2", (*host, str(ports["level2"])), ports["level2"], "/readyz",
-                            {"MLFLOW_TRACKING_URI": world.l2_tracking_uri, "FRAUD_RELOAD_INTERVAL_SECONDS": "1"}),
-        "predictor": Component("predictor", "serving.predictor", ("--http_port", str(ports["predictor"])),
-                               ports["predictor"], ready),
-        "explainer": Component("explainer", "serving.explainer", ("--http_port", str(ports["explainer"])),
-                               ports["explainer"], ready),
+        "level1": Component(
+            "level1",
+            "serving.level1",
+            (*host, str(ports["level1"])),
+            ports["level1"],
+            "/readyz",
+            {"FRAUD_MODEL_DIR": str(world.model_dir)},
+        ),
+        "level2": Component(
+            "level2",
+            "serving.level2",
+            (*host, str(ports["level2"])),
+            ports["level2"],
+            "/readyz",
+            {"MLFLOW_TRACKING_URI": world.l2_tracking_uri, "FRAUD_RELOAD_INTERVAL_SECONDS": "1"},
+        ),
+        "predictor": Component(
+            "predictor",
+            "serving.predictor",
+            ("--http_port", str(ports["predictor"])),
+            ports["predictor"],
+            ready,
+        ),
+        "explainer": Component(
+            "explainer",
+            "serving.explainer",
+            ("--http_port", str(ports["explainer"])),
+            ports["explainer"],
+            ready,
+        ),
         "transformer": Component(
-            "transformer", "serving.transformer",
-            ("--http_port", str(ports["transformer"]), "--predictor_host", predictor_host,
-             "--explainer_host", f"127.0.0.1:{ports['explainer']}"),
-            ports["transformer"], ready),
+            "transformer",
+            "serving.transformer",
+            (
+                "--http_port",
+                str(ports["transformer"]),
+                "--predictor_host",
+                predictor_host,
+                "--explainer_host",
+                f"127.0.0.1:{ports['explainer']}",
+            ),
+            ports["transformer"],
+            ready,
+        ),
         "transformer_redis": Component(
-            "transformer_redis", "serving.transformer",
+            "transformer_redis",
+            "serving.transformer",
             ("--http_port", str(ports["transformer_redis"]), "--predictor_host", predictor_host),
-            ports["transformer_redis"], ready,
-            {"FRAUD_ONLINE_STORE": "redis", "FRAUD_REDIS_URL": f"127.0.0.1:{proxy.port}",
-             "FRAUD_FEAST_PROJECT": world.redis_project}),
+            ports["transformer_redis"],
+            ready,
+            {
+                "FRAUD_ONLINE_STORE": "redis",
+                "FRAUD_REDIS_URL": f"127.0.0.1:{proxy.port}",
+                "FRAUD_FEAST_PROJECT": world.redis_project,
+            },
+        ),
         # Nothing listens on this port: the registry is unreachable from the start.
         "predictor_no_registry": Component(
-            "predictor_no_registry", "serving.predictor",
-            ("--http_port", str(ports["predictor_no_registry"])), ports["predictor_no_registry"], "/",
-            {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}),
+            "predictor_no_registry",
+            "serving.predictor",
+            ("--http_port", str(ports["predictor_no_registry"])),
+            ports["predictor_no_registry"],
+            "/",
+            {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"},
+        ),
     }
     processes = {}
     servers = {}
@@ -267,7 +325,11 @@ def stack(world: World) -> Iterator[Stack]:
         for name, component in components.items():
             log = logs / f"{name}.log"
             prediction_log = world.root / "predictions" / name
-            processes[name] = spawn(component, log, {**common, **component.env, "FRAUD_PREDICTION_LOG_DIR": str(prediction_log)})
+            processes[name] = spawn(
+                component,
+                log,
+                {**common, **component.env, "FRAUD_PREDICTION_LOG_DIR": str(prediction_log)},
+            )
             servers[name] = Server(name, component.port, processes[name], log, prediction_log)
         for name, component in components.items():
             wait_ready(component, processes[name], logs / f"{name}.log", timeout_s=150)

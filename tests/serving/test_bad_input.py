@@ -36,16 +36,28 @@ def _check(answer, case: dict) -> None:
 
 def test_the_corpus_covers_every_rule() -> None:
     names = {path.stem for path in TRANSACTION_CASES}
-    for required in ("missing_amount", "extra_field", "amount_as_string", "nan_amount", "negative_amount",
-                     "absurd_amount", "timestamp_words", "empty_batch", "oversized_batch", "malformed_json",
-                     "wrong_content_type"):
+    for required in (
+        "missing_amount",
+        "extra_field",
+        "amount_as_string",
+        "nan_amount",
+        "negative_amount",
+        "absurd_amount",
+        "timestamp_words",
+        "empty_batch",
+        "oversized_batch",
+        "malformed_json",
+        "wrong_content_type",
+    ):
         assert required in names
 
 
 @pytest.mark.parametrize("target", ["level1", "level2", "transformer"])
 @pytest.mark.parametrize("path", TRANSACTION_CASES, ids=lambda p: p.stem)
 def test_bad_transactions_get_a_4xx_naming_the_field(stack: Stack, target: str, path: Path) -> None:
-    _check(_send(getattr(stack, target), json.loads(path.read_text())), json.loads(path.read_text()))
+    _check(
+        _send(getattr(stack, target), json.loads(path.read_text())), json.loads(path.read_text())
+    )
 
 
 @pytest.mark.parametrize("path", TRANSACTION_CASES, ids=lambda p: p.stem)
@@ -56,7 +68,9 @@ def test_bad_transactions_get_no_explanation_either(stack: Stack, path: Path) ->
 
 @pytest.mark.parametrize("target,verb", [("predictor", "predict"), ("explainer", "explain")])
 @pytest.mark.parametrize("path", FEATURE_ROW_CASES, ids=lambda p: p.stem)
-def test_bad_feature_rows_get_a_4xx_naming_the_field(stack: Stack, target: str, verb: str, path: Path) -> None:
+def test_bad_feature_rows_get_a_4xx_naming_the_field(
+    stack: Stack, target: str, verb: str, path: Path
+) -> None:
     case = json.loads(path.read_text())
     _check(_send(getattr(stack, target), case, verb), case)
 
@@ -65,16 +79,26 @@ def test_bad_feature_rows_get_a_4xx_naming_the_field(stack: Stack, target: str, 
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
-VALID = {"transaction_id": 1, "tx_datetime": "2026-02-20T10:00:00", "customer_id": 3, "terminal_id": 7, "tx_amount": 42.5}
+VALID = {
+    "transaction_id": 1,
+    "tx_datetime": "2026-02-20T10:00:00",
+    "customer_id": 3,
+    "terminal_id": 7,
+    "tx_amount": 42.5,
+}
 FIELD_VALUES = {
     "transaction_id": st.integers(min_value=-(2**70), max_value=2**70) | json_values,
     "tx_datetime": st.datetimes().map(lambda d: d.isoformat()) | st.text(max_size=30) | json_values,
     "customer_id": st.integers(min_value=-(2**70), max_value=2**70) | json_values,
     "terminal_id": st.integers(min_value=-(2**70), max_value=2**70) | json_values,
-    "tx_amount": st.floats(allow_nan=False) | st.integers(min_value=-(2**70), max_value=2**70) | json_values,
+    "tx_amount": st.floats(allow_nan=False)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | json_values,
 }
 
 
@@ -95,8 +119,12 @@ def near_valid_transaction(draw) -> dict:
 
 transaction_bodies = st.one_of(
     json_values,
-    st.fixed_dictionaries({"instances": st.lists(near_valid_transaction(), max_size=MAX_BATCH + 2)}),
-    st.dictionaries(st.sampled_from(["instances", "inputs", "parameters"]), json_values, max_size=2),
+    st.fixed_dictionaries(
+        {"instances": st.lists(near_valid_transaction(), max_size=MAX_BATCH + 2)}
+    ),
+    st.dictionaries(
+        st.sampled_from(["instances", "inputs", "parameters"]), json_values, max_size=2
+    ),
 )
 _SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
 
@@ -119,31 +147,47 @@ def test_transformer_never_answers_5xx(stack: Stack, body) -> None:
 
 
 @_SETTINGS
-@given(raw=st.binary(max_size=200), content_type=st.sampled_from(["application/json", "text/plain", None]))
+@given(
+    raw=st.binary(max_size=200),
+    content_type=st.sampled_from(["application/json", "text/plain", None]),
+)
 def test_transformer_survives_arbitrary_bytes(stack: Stack, raw: bytes, content_type) -> None:
     headers = {"content-type": content_type} if content_type else {}
-    answer = stack.transformer.client.post(f"/v1/models/{MODEL}:predict", content=raw, headers=headers)
+    answer = stack.transformer.client.post(
+        f"/v1/models/{MODEL}:predict", content=raw, headers=headers
+    )
     assert answer.status_code in (400, 415, 422), answer.text
 
 
-feature_values = st.none() | st.floats(allow_nan=False, allow_infinity=False, width=32) | json_values
+feature_values = (
+    st.none() | st.floats(allow_nan=False, allow_infinity=False, width=32) | json_values
+)
 feature_rows = st.one_of(
     st.lists(feature_values, min_size=len(FEATURE_NAMES) - 1, max_size=len(FEATURE_NAMES) + 1),
-    st.dictionaries(st.sampled_from(FEATURE_NAMES) | st.text(max_size=8), feature_values, max_size=len(FEATURE_NAMES) + 1),
+    st.dictionaries(
+        st.sampled_from(FEATURE_NAMES) | st.text(max_size=8),
+        feature_values,
+        max_size=len(FEATURE_NAMES) + 1,
+    ),
     json_values,
 )
 feature_bodies = st.one_of(
     json_values,
-    st.fixed_dictionaries({"instances": st.lists(feature_rows, max_size=MAX_BATCH + 2)},
-                          optional={"feature_names": st.just(list(FEATURE_NAMES)) | json_values}),
+    st.fixed_dictionaries(
+        {"instances": st.lists(feature_rows, max_size=MAX_BATCH + 2)},
+        optional={"feature_names": st.just(list(FEATURE_NAMES)) | json_values},
+    ),
 )
 
 
 @_SETTINGS
 @given(body=feature_bodies)
 def test_predictor_never_answers_5xx(stack: Stack, body) -> None:
-    answer = stack.predictor.client.post(f"/v1/models/{MODEL}:predict", content=json.dumps(body),
-                                         headers={"content-type": "application/json"})
+    answer = stack.predictor.client.post(
+        f"/v1/models/{MODEL}:predict",
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+    )
     assert answer.status_code < 500, (body, answer.text)
     if answer.status_code == 200:
         assert len(answer.json()["predictions"]) == len(body["instances"])
@@ -152,13 +196,18 @@ def test_predictor_never_answers_5xx(stack: Stack, body) -> None:
 
 
 @_SETTINGS
-@given(data=st.lists(json_values | st.floats(allow_nan=False), max_size=20),
-       shape=st.lists(st.integers(min_value=-2, max_value=20), max_size=3),
-       datatype=st.sampled_from(["FP32", "FP64", "INT64", "BYTES", "BOOL", "nonsense"]))
+@given(
+    data=st.lists(json_values | st.floats(allow_nan=False), max_size=20),
+    shape=st.lists(st.integers(min_value=-2, max_value=20), max_size=3),
+    datatype=st.sampled_from(["FP32", "FP64", "INT64", "BYTES", "BOOL", "nonsense"]),
+)
 def test_predictor_v2_never_answers_5xx(stack: Stack, data, shape, datatype) -> None:
     body = {"inputs": [{"name": "features", "shape": shape, "datatype": datatype, "data": data}]}
-    answer = stack.predictor.client.post(f"/v2/models/{MODEL}/infer", content=json.dumps(body),
-                                         headers={"content-type": "application/json"})
+    answer = stack.predictor.client.post(
+        f"/v2/models/{MODEL}/infer",
+        content=json.dumps(body),
+        headers={"content-type": "application/json"},
+    )
     assert answer.status_code < 500, (body, answer.text)
 
 

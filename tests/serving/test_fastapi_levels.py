@@ -53,7 +53,9 @@ def test_level1_serves_the_baked_bundle_without_a_registry(stack: Stack, world: 
     assert stack.level1.client.post("/reload").status_code in (404, 405)
 
 
-def _hammer(server: Server, world: World, stop: threading.Event, seen: dict, failures: list) -> None:
+def _hammer(
+    server: Server, world: World, stop: threading.Event, seen: dict, failures: list
+) -> None:
     transaction = world.transaction(tx_amount=333.0)
     while not stop.is_set():
         answer = server.predict({"instances": [transaction]})
@@ -63,11 +65,16 @@ def _hammer(server: Server, world: World, stop: threading.Event, seen: dict, fai
         seen[threading.get_ident()].append(answer.json()["model_version"])
 
 
-def test_level2_hot_swaps_the_alias_under_load_without_a_failure(stack: Stack, world: World) -> None:
+def test_level2_hot_swaps_the_alias_under_load_without_a_failure(
+    stack: Stack, world: World
+) -> None:
     challenger = train_bundle(world.transactions, n_estimators=8, seed=7)
     version = register_bundle(challenger, world.l2_tracking_uri, world.root / "mlartifacts")
     stop, seen, failures = threading.Event(), defaultdict(list), []
-    threads = [threading.Thread(target=_hammer, args=(stack.level2, world, stop, seen, failures)) for _ in range(4)]
+    threads = [
+        threading.Thread(target=_hammer, args=(stack.level2, world, stop, seen, failures))
+        for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -90,7 +97,10 @@ def test_level2_hot_swaps_the_alias_under_load_without_a_failure(stack: Stack, w
     # Rollback = move the alias back; the poller (every 1 s) picks it up with no /reload.
     set_alias(world.l2_tracking_uri, "1")
     deadline = time.monotonic() + 15
-    while stack.level2.client.get("/readyz").json()["model_version"] != "1" and time.monotonic() < deadline:
+    while (
+        stack.level2.client.get("/readyz").json()["model_version"] != "1"
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     assert stack.level2.client.get("/readyz").json()["model_version"] == "1"
     assert 'fraud_model_info{alias="champion",model_version="1"} 1.0' in stack.level2.metrics()

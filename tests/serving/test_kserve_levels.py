@@ -21,8 +21,12 @@ def expected_features(world: World, transaction: dict) -> np.ndarray:
     customers, terminals = online_entity_features(
         store, [transaction["customer_id"]], [transaction["terminal_id"]]
     )
-    request = pd.DataFrame([transaction]).assign(tx_datetime=lambda f: pd.to_datetime(f.tx_datetime))
-    return assemble_features(request, customers, terminals)[list(FEATURE_NAMES)].to_numpy(np.float32)
+    request = pd.DataFrame([transaction]).assign(
+        tx_datetime=lambda f: pd.to_datetime(f.tx_datetime)
+    )
+    return assemble_features(request, customers, terminals)[list(FEATURE_NAMES)].to_numpy(
+        np.float32
+    )
 
 
 # -- L3: the predictor alone -------------------------------------------------------------------
@@ -31,16 +35,27 @@ def expected_features(world: World, transaction: dict) -> np.ndarray:
 def test_predictor_scores_feature_rows_like_the_bundle(stack: Stack, world: World) -> None:
     row = expected_features(world, world.transaction(tx_amount=480.0))
     answer = stack.predictor.predict(
-        {"instances": [[None if math.isnan(v) else float(v) for v in row[0]]], "feature_names": list(FEATURE_NAMES)}
+        {
+            "instances": [[None if math.isnan(v) else float(v) for v in row[0]]],
+            "feature_names": list(FEATURE_NAMES),
+        }
     )
     assert answer.status_code == 200, answer.text
     body = answer.json()
     prediction = body["predictions"][0]
-    assert prediction["fraud_probability"] == pytest.approx(float(world.bundle.predict_proba(row)[0]), abs=1e-6)
-    assert prediction["decision"] == world.bundle.thresholds.decide(np.array([prediction["fraud_probability"]]))[0]
+    assert prediction["fraud_probability"] == pytest.approx(
+        float(world.bundle.predict_proba(row)[0]), abs=1e-6
+    )
+    assert (
+        prediction["decision"]
+        == world.bundle.thresholds.decide(np.array([prediction["fraud_probability"]]))[0]
+    )
     assert prediction["model_version"] == world.bundle.model_version == body["model_version"]
     assert prediction["request_id"]
-    assert body["thresholds"] == {"review": world.bundle.thresholds.review, "decline": world.bundle.thresholds.decline}
+    assert body["thresholds"] == {
+        "review": world.bundle.thresholds.review,
+        "decline": world.bundle.thresholds.decline,
+    }
 
 
 def test_predictor_accepts_rows_keyed_by_feature_name(stack: Stack, world: World) -> None:
@@ -54,7 +69,9 @@ def test_predictor_accepts_rows_keyed_by_feature_name(stack: Stack, world: World
 
 def test_predictor_refuses_rows_in_another_feature_order(stack: Stack) -> None:
     shuffled = list(reversed(FEATURE_NAMES))
-    answer = stack.predictor.predict({"instances": [[0.0] * len(FEATURE_NAMES)], "feature_names": shuffled})
+    answer = stack.predictor.predict(
+        {"instances": [[0.0] * len(FEATURE_NAMES)], "feature_names": shuffled}
+    )
     assert answer.status_code == 422
     assert "feature_names" in answer.json()["error"]
 
@@ -63,12 +80,22 @@ def test_predictor_speaks_kserve_v2(stack: Stack, world: World) -> None:
     row = np.nan_to_num(expected_features(world, world.transaction(tx_amount=300.0)), nan=0.0)
     answer = stack.predictor.client.post(
         f"/v2/models/{MODEL}/infer",
-        json={"inputs": [{"name": "features", "shape": [1, len(FEATURE_NAMES)], "datatype": "FP32",
-                          "data": row[0].tolist()}]},
+        json={
+            "inputs": [
+                {
+                    "name": "features",
+                    "shape": [1, len(FEATURE_NAMES)],
+                    "datatype": "FP32",
+                    "data": row[0].tolist(),
+                }
+            ]
+        },
     )
     assert answer.status_code == 200, answer.text
     outputs = {o["name"]: o for o in answer.json()["outputs"]}
-    assert outputs["fraud_probability"]["data"][0] == pytest.approx(float(world.bundle.predict_proba(row)[0]), abs=1e-6)
+    assert outputs["fraud_probability"]["data"][0] == pytest.approx(
+        float(world.bundle.predict_proba(row)[0]), abs=1e-6
+    )
     assert outputs["decision"]["data"][0] in {"APPROVE", "REVIEW", "DECLINE"}
     assert answer.json()["model_version"] == world.bundle.model_version
 
@@ -78,16 +105,22 @@ def test_predictor_readiness_and_metrics(stack: Stack) -> None:
     assert stack.predictor.client.get("/v2/health/ready").status_code == 200
     stack.predictor.predict({"instances": [[1.0] * len(FEATURE_NAMES)]})
     metrics = stack.predictor.metrics()
-    for name in ("request_predict_seconds_count", "fraud_score_count", "fraud_decisions_total",
-                 "fraud_predictions_total", "fraud_predict_latency_seconds_count"):
+    for name in (
+        "request_predict_seconds_count",
+        "fraud_score_count",
+        "fraud_decisions_total",
+        "fraud_predictions_total",
+        "fraud_predict_latency_seconds_count",
+    ):
         assert name in metrics
-    assert f'fraud_model_info{{alias="champion",model_version="1"}} 1.0' in metrics
+    assert 'fraud_model_info{alias="champion",model_version="1"} 1.0' in metrics
 
 
 def test_predictor_without_registry_is_live_but_not_ready(stack: Stack) -> None:
     server = stack.predictor_no_registry
     assert server.client.get("/").status_code == 200
     assert server.client.get(f"/v1/models/{MODEL}").status_code == 503
+    assert server.client.get("/v2/health/ready").status_code == 503
     assert server.predict({"instances": [[0.0] * len(FEATURE_NAMES)]}).status_code == 503
     log = server.log_text()
     assert "model not loaded from models:/fraud-detector@champion" in log
@@ -99,19 +132,29 @@ def test_predictor_without_registry_is_live_but_not_ready(stack: Stack) -> None:
 
 def test_chain_scores_raw_transactions_with_training_features(stack: Stack, world: World) -> None:
     transaction = world.transaction(transaction_id=77, tx_amount=615.0)
-    answer = stack.transformer.predict({"instances": [transaction]}, headers={"x-request-id": "trace-77"})
+    answer = stack.transformer.predict(
+        {"instances": [transaction]}, headers={"x-request-id": "trace-77"}
+    )
     assert answer.status_code == 200, answer.text
     prediction = answer.json()["predictions"][0]
     expected = float(world.bundle.predict_proba(expected_features(world, transaction))[0])
     assert prediction["fraud_probability"] == pytest.approx(expected, abs=1e-6)
     assert prediction["decision"] == world.bundle.thresholds.decide(np.array([expected]))[0]
-    assert prediction == {**prediction, "request_id": "trace-77", "transaction_id": 77,
-                          "model_version": "1", "unknown_customer": False, "unknown_terminal": False}
+    assert prediction == {
+        **prediction,
+        "request_id": "trace-77",
+        "transaction_id": 77,
+        "model_version": "1",
+        "unknown_customer": False,
+        "unknown_terminal": False,
+    }
 
 
 def test_chain_logs_every_scored_transaction(stack: Stack, world: World) -> None:
     transactions = [world.transaction(transaction_id=900 + i, tx_amount=10.0 + i) for i in range(3)]
-    answer = stack.transformer.predict({"instances": transactions}, headers={"x-request-id": "logged-batch"})
+    answer = stack.transformer.predict(
+        {"instances": transactions}, headers={"x-request-id": "logged-batch"}
+    )
     assert answer.status_code == 200
     log = read_prediction_log(stack.transformer.prediction_log)
     batch = log[log.request_id == "logged-batch"].sort_values("transaction_id")
@@ -129,7 +172,11 @@ def test_unknown_entities_get_defaults_and_a_flag(stack: Stack, world: World) ->
     prediction = answer.json()["predictions"][0]
     assert prediction["unknown_customer"] and prediction["unknown_terminal"]
     assert 0.0 <= prediction["fraud_probability"] <= 1.0
-    row = read_prediction_log(stack.transformer.prediction_log).query("customer_id == 987654321").iloc[-1]
+    row = (
+        read_prediction_log(stack.transformer.prediction_log)
+        .query("customer_id == 987654321")
+        .iloc[-1]
+    )
     # Counts default to 0, means/ratio/risks stay missing (never a silent zero).
     assert row["customer_tx_count_30d"] == 0 and math.isnan(row["customer_mean_amount_30d"])
     assert math.isnan(row["terminal_risk_30d"]) and math.isnan(row["customer_amount_ratio_30d"])
@@ -149,26 +196,42 @@ def test_transformer_metrics_count_decisions_and_errors(stack: Stack, world: Wor
 
 
 def test_explanation_adds_up_to_the_score(stack: Stack, world: World) -> None:
-    transaction = world.transaction(transaction_id=555, tx_amount=720.0, tx_datetime=(world.last_time + pd.Timedelta(hours=3)).replace(hour=2).isoformat())
-    explained = stack.transformer.explain({"instances": [transaction]}, headers={"x-request-id": "why-555"})
+    transaction = world.transaction(
+        transaction_id=555,
+        tx_amount=720.0,
+        tx_datetime=(world.last_time + pd.Timedelta(hours=3)).replace(hour=2).isoformat(),
+    )
+    explained = stack.transformer.explain(
+        {"instances": [transaction]}, headers={"x-request-id": "why-555"}
+    )
     scored = stack.transformer.predict({"instances": [transaction]})
     assert explained.status_code == 200, explained.text
     explanation = explained.json()["explanations"][0]
     margin = explanation["base_value"] + sum(explanation["contributions"].values())
     assert margin == pytest.approx(explanation["margin"], abs=1e-4)
     assert 1 / (1 + math.exp(-margin)) == pytest.approx(explanation["fraud_probability"], abs=1e-5)
-    assert explanation["fraud_probability"] == pytest.approx(scored.json()["predictions"][0]["fraud_probability"], abs=1e-6)
+    assert explanation["fraud_probability"] == pytest.approx(
+        scored.json()["predictions"][0]["fraud_probability"], abs=1e-6
+    )
     assert explanation["transaction_id"] == 555 and explanation["request_id"] == "why-555"
     assert set(explanation["contributions"]) == set(FEATURE_NAMES)
 
 
-_WORDS = {"tx_amount": "amount", "customer_amount_ratio_30d": "30-day average", "tx_during_night": ("night", "daytime"),
-          "tx_during_weekend": ("weekend", "weekday"), "customer_": "customer", "terminal_": "terminal"}
+_WORDS = {
+    "tx_amount": "amount",
+    "customer_amount_ratio_30d": "30-day average",
+    "tx_during_night": ("night", "daytime"),
+    "tx_during_weekend": ("weekend", "weekday"),
+    "customer_": "customer",
+    "terminal_": "terminal",
+}
 
 
 def test_reasons_name_their_feature_and_direction(stack: Stack, world: World) -> None:
     transaction = world.transaction(tx_amount=950.0)
-    reasons = stack.transformer.explain({"instances": [transaction]}).json()["explanations"][0]["reasons"]
+    reasons = stack.transformer.explain({"instances": [transaction]}).json()["explanations"][0][
+        "reasons"
+    ]
     assert 1 <= len(reasons) <= 5
     sizes = [abs(r["contribution"]) for r in reasons]
     assert sizes == sorted(sizes, reverse=True)
@@ -176,10 +239,14 @@ def test_reasons_name_their_feature_and_direction(stack: Stack, world: World) ->
         words = next(w for key, w in _WORDS.items() if reason["feature"].startswith(key))
         words = (words,) if isinstance(words, str) else words
         assert any(w in reason["text"] for w in words), reason
-        assert reason["text"].endswith("(raises risk)" if reason["contribution"] > 0 else "(lowers risk)")
+        assert reason["text"].endswith(
+            "(raises risk)" if reason["contribution"] > 0 else "(lowers risk)"
+        )
     amount = next(r for r in reasons if r["feature"] == "tx_amount")
     assert amount["value"] == 950.0 and "950.00" in amount["text"]
-    ratio = [r for r in reasons if r["feature"] == "customer_amount_ratio_30d" and r["value"] is not None]
+    ratio = [
+        r for r in reasons if r["feature"] == "customer_amount_ratio_30d" and r["value"] is not None
+    ]
     for r in ratio:
         assert f"{r['value']:.1f}× this customer's 30-day average" in r["text"]
 
@@ -187,14 +254,24 @@ def test_reasons_name_their_feature_and_direction(stack: Stack, world: World) ->
 def test_every_explanation_is_audited(stack: Stack, world: World) -> None:
     import json
 
-    stack.transformer.explain({"instances": [world.transaction(transaction_id=4242)]}, headers={"x-request-id": "audit-me"})
-    records = [json.loads(line) for path in sorted((world.root / "audit").glob("audit-*.jsonl"))
-               for line in path.read_text().splitlines()]
+    stack.transformer.explain(
+        {"instances": [world.transaction(transaction_id=4242)]},
+        headers={"x-request-id": "audit-me"},
+    )
+    records = [
+        json.loads(line)
+        for path in sorted((world.root / "audit").glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
     mine = [r for r in records if r["request_id"] == "audit-me"]
     assert len(mine) == 1
     record = mine[0]
     assert record["transaction_id"] == 4242 and record["model_version"] == "1"
-    assert record["decision"] in {"APPROVE", "REVIEW", "DECLINE"} and record["reasons"] and record["explained_at"]
+    assert (
+        record["decision"] in {"APPROVE", "REVIEW", "DECLINE"}
+        and record["reasons"]
+        and record["explained_at"]
+    )
 
 
 def test_explain_without_explainer_is_a_clear_error(stack: Stack, world: World) -> None:

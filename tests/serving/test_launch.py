@@ -11,14 +11,25 @@ from .conftest import World, free_port
 
 
 def _launch(world: World, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "FRAUD_PROJECT_ROOT": str(world.root), "MLFLOW_TRACKING_URI": world.tracking_uri}
+    env = {
+        **os.environ,
+        "FRAUD_PROJECT_ROOT": str(world.root),
+        "MLFLOW_TRACKING_URI": world.tracking_uri,
+    }
     return subprocess.run(
-        [sys.executable, "-m", "serving.launch", *args], capture_output=True, text=True, env=env, timeout=240
+        [sys.executable, "-m", "serving.launch", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
     )
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() and "serving." in Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    return Path(f"/proc/{pid}").exists() and "serving." in Path(f"/proc/{pid}/cmdline").read_text(
+        errors="replace"
+    )
 
 
 def test_level1_is_exported_started_demoed_and_stopped(world: World) -> None:

@@ -18,8 +18,12 @@ def test_redis_and_sqlite_stores_give_the_same_answer(stack: Stack, world: World
     redis_answer = stack.transformer_redis.predict({"instances": transactions})
     sqlite_answer = stack.transformer.predict({"instances": transactions})
     assert redis_answer.status_code == 200, redis_answer.text
-    for from_redis, from_sqlite in zip(redis_answer.json()["predictions"], sqlite_answer.json()["predictions"]):
-        assert from_redis["fraud_probability"] == pytest.approx(from_sqlite["fraud_probability"], abs=1e-7)
+    for from_redis, from_sqlite in zip(
+        redis_answer.json()["predictions"], sqlite_answer.json()["predictions"]
+    ):
+        assert from_redis["fraud_probability"] == pytest.approx(
+            from_sqlite["fraud_probability"], abs=1e-7
+        )
         assert from_redis["unknown_customer"] == from_sqlite["unknown_customer"]
     assert redis_answer.json()["predictions"][2]["unknown_customer"] is True
 

@@ -14,9 +14,13 @@ from schemathesis import GenerationMode
 from .conftest import Stack
 
 
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value)
+@pytest.mark.parametrize(
+    "mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE], ids=lambda m: m.value
+)
 @pytest.mark.parametrize("level", ["level1", "level2"])
-def test_fastapi_apps_hold_their_openapi_contract(stack: Stack, level: str, mode: GenerationMode) -> None:
+def test_fastapi_apps_hold_their_openapi_contract(
+    stack: Stack, level: str, mode: GenerationMode
+) -> None:
     server = getattr(stack, level)
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     # /reload talks to the registry (another test breaks it on purpose): fuzz the data path.
@@ -27,7 +31,9 @@ def test_fastapi_apps_hold_their_openapi_contract(stack: Stack, level: str, mode
         operations = [op for op in operations if op.method.upper() == "POST"]
     for operation in operations:
 
-        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @settings(
+            max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
         @given(case=operation.as_strategy(generation_mode=mode))
         def holds_contract(case) -> None:
             response = case.call()

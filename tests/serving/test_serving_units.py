@@ -31,7 +31,10 @@ def test_request_errors_list_every_broken_field() -> None:
     assert fields["instances[1].tx_amount"] == "must be >= 0.0"
     assert fields["instances[1].terminal_id"] == "must be an integer"
     assert fields["instances[1].shop"].startswith("unknown field")
-    assert caught.value.status == 422 and "instances[1].tx_amount: must be >= 0.0, got -1.0" in caught.value.message
+    assert (
+        caught.value.status == 422
+        and "instances[1].tx_amount: must be >= 0.0, got -1.0" in caught.value.message
+    )
 
 
 def test_batch_limit_comes_from_configuration() -> None:
@@ -55,14 +58,22 @@ def test_feature_rows_become_float32_in_model_order() -> None:
     "feature,value,expected",
     [
         ("customer_amount_ratio_30d", 5.23, "amount is 5.2× this customer's 30-day average"),
-        ("customer_amount_ratio_30d", None, "no 30-day spending history to compare the amount with"),
+        (
+            "customer_amount_ratio_30d",
+            None,
+            "no 30-day spending history to compare the amount with",
+        ),
         ("tx_amount", 1234.5, "amount is 1,234.50"),
         ("tx_during_night", 1.0, "made at night (before 06:00)"),
         ("tx_during_weekend", 0.0, "made on a weekday"),
         ("customer_tx_count_1d", 1.0, "customer made 1 transaction in the last day"),
         ("terminal_tx_count_7d", 12.0, "terminal processed 12 transactions in the last 7 days"),
         ("customer_mean_amount_7d", None, "customer has no transactions in the last 7 days"),
-        ("terminal_risk_30d", 0.25, "25% of this terminal's labelled transactions in its 30-day window were fraud"),
+        (
+            "terminal_risk_30d",
+            0.25,
+            "25% of this terminal's labelled transactions in its 30-day window were fraud",
+        ),
         ("terminal_risk_1d", None, "no labelled transactions at this terminal in its 1-day window"),
     ],
 )
@@ -77,7 +88,11 @@ def test_reasons_are_the_largest_contributions_with_their_direction() -> None:
     reasons = top_reasons(FEATURE_NAMES, row, contributions, k=2)
     assert [r["feature"] for r in reasons] == ["tx_amount", "tx_during_night"]
     assert reasons[0]["text"] == "amount is 900.00 (raises risk)"
-    assert reasons[1]["text"] == reason_text("tx_during_night", 1.0, -0.7) == "made at night (before 06:00) (lowers risk)"
+    assert (
+        reasons[1]["text"]
+        == reason_text("tx_during_night", 1.0, -0.7)
+        == "made at night (before 06:00) (lowers risk)"
+    )
 
 
 def test_settings_read_the_fraud_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -85,7 +100,11 @@ def test_settings_read_the_fraud_prefix(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv("FRAUD_MAX_BATCH_SIZE", "32")
     monkeypatch.setenv("FRAUD_ONLINE_STORE", "redis")
     settings = ServingSettings()
-    assert (settings.model_alias, settings.max_batch_size, settings.online_store) == ("candidate", 32, "redis")
+    assert (settings.model_alias, settings.max_batch_size, settings.online_store) == (
+        "candidate",
+        32,
+        "redis",
+    )
     monkeypatch.setenv("FRAUD_ONLINE_STORE", "cassandra")
     with pytest.raises(ValueError, match="online_store"):
         ServingSettings()
