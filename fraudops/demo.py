@@ -8,6 +8,7 @@ what exists (DVC skips unchanged stages) and still tells the story.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,21 +31,32 @@ class Demo:
     started: float = field(default_factory=time.perf_counter)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
 
-    def sh(self, *command: str, quiet: bool = False) -> str:
-        """Run a project command from the root; its output streams unless ``quiet``."""
-        result = subprocess.run(
+    def sh(self, *command: str, quiet: bool = False, progress: bool = False) -> str:
+        """Run a project command from the root and return its output.
+
+        Its output streams unless ``quiet``; with ``progress`` only the lines that say which
+        stage or pipeline step is starting are shown, so a long step shows it is moving.
+        """
+        process = subprocess.Popen(
             command,
-            check=False,  # the return code becomes a StepFailed naming the command
             cwd=self.root,
             text=True,
-            stdout=subprocess.PIPE if quiet else None,
-            stderr=subprocess.STDOUT if quiet else None,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
-        if result.returncode != 0:
-            tail = (result.stdout or "").strip().splitlines()[-5:] if quiet else []
-            raise StepFailed(f"`{' '.join(command)}` exited {result.returncode} " + " | ".join(tail))
-        return result.stdout or ""
+        lines = []
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if progress and (stage := _progress_line(line)):
+                print(f"  … {stage}", flush=True)
+            elif not quiet and not progress:
+                print(line, end="", flush=True)
+        if process.wait() != 0:
+            tail = " | ".join(line.strip() for line in lines[-5:])
+            raise StepFailed(f"`{' '.join(command)}` exited {process.returncode}: {tail}")
+        return "".join(lines)
 
     def step(self, number: int, title: str, action: Callable[[], str]) -> None:
         """Print the heading, run ``action``, print its one-line result and the time."""
@@ -57,6 +69,19 @@ class Demo:
         """Run the cleanups (stop servers) in reverse order."""
         while self.cleanups:
             self.cleanups.pop()()
+
+
+_PROGRESS = re.compile(r"Running stage '([^']+)'|Executing task \x1b\[\d+m'([^']+)'|Executing task '([^']+)'")
+
+
+def _progress_line(line: str) -> str | None:
+    """``stage validate`` / ``pipeline step train-model`` when ``line`` starts one."""
+    match = _PROGRESS.search(line)
+    if not match:
+        return None
+    if match.group(1):
+        return f"DVC stage {match.group(1)}"
+    return f"pipeline step {match.group(2) or match.group(3)}"
 
 
 def _python() -> str:
@@ -114,8 +139,8 @@ def run_demo(root: Path) -> None:
 
     def data() -> str:
         (root / "data" / "live").mkdir(parents=True, exist_ok=True)
-        demo.sh(dvc, "repro", "validate")
-        demo.sh(dvc, "push", "-q")
+        demo.sh(dvc, "repro", "validate", progress=True)
+        demo.sh(dvc, "push", "-q", quiet=True)
         report = json.loads((root / "data" / "validated" / "report.json").read_text())
         return (
             f"{report['rows']:,} transactions over {report['days']} days, "
@@ -123,8 +148,12 @@ def run_demo(root: Path) -> None:
         )
 
     def pipeline() -> str:
-        demo.sh(dvc, "repro")
-        demo.sh(dvc, "push", "-q")
+        from pipelines.run_local import highlights
+
+        output = demo.sh(dvc, "repro", progress=True)
+        shown = highlights(output) or ["(nothing changed: DVC reused every stage)"]
+        print("\n".join(f"  {line}" for line in shown))
+        demo.sh(dvc, "push", "-q", quiet=True)
         from training.show import describe_champion
 
         summary = describe_champion(tracking_uri=mlflow_tracking_uri())
@@ -188,7 +217,7 @@ def run_demo(root: Path) -> None:
         return "; ".join(lines) + " (exit 3 = drift; on a cluster this dispatches drift-detected)"
 
     def retrain() -> str:
-        out = demo.sh(py, "-m", "pipelines.retrain", "--days", "0", "--promote-via", "canary", quiet=True)
+        out = demo.sh(py, "-m", "pipelines.retrain", "--days", "0", "--promote-via", "canary", progress=True)
         summary = out.split("== retraining summary ==")[-1].strip().splitlines()
         print("\n".join(f"  {line}" for line in summary))
         state["canary"] = any("promotion deferred to the canary" in line for line in summary)

@@ -21,6 +21,7 @@ from typing import get_args
 
 from fraudops.config import DriftScenario, load_params, mlflow_tracking_uri
 from fraudops.paths import Paths, paths
+from pipelines.run_local import highlights
 
 
 class RetrainFailed(RuntimeError):
@@ -62,17 +63,6 @@ def _run(command: list[str], root: Path, extra_env: dict[str, str] | None = None
     return process.stdout
 
 
-def _summary_table(output: str) -> list[str]:
-    """The pipeline's champion-vs-candidate table (``test window`` … ``mlflow run``)."""
-    lines = output.splitlines()
-    starts = [i for i, line in enumerate(lines) if line.startswith("test window ")]
-    if not starts:
-        return []
-    table = lines[starts[-1] :]
-    ends = [i for i, line in enumerate(table) if line.startswith("mlflow run:")]
-    return table[: ends[0] + 1] if ends else table
-
-
 def retrain(
     layout: Paths, days: int, drift: str | None, promote_via: str | None = None
 ) -> str:
@@ -104,9 +94,7 @@ def retrain(
     if "Data and pipelines are up to date" in output:
         lines.append("pipeline: nothing changed, nothing retrained (no duplicate candidate)")
     else:
-        gates = ("GATE ", "promotion deferred")
-        lines += [line for line in output.splitlines() if line.startswith(gates)]
-        lines += _summary_table(output)
+        lines += highlights(output)
     moved = after.champion != before.champion
     lines.append(
         f"@champion: v{before.champion} -> v{after.champion} (moved)" if moved

@@ -102,6 +102,22 @@ def report(evaluation_dir: Path, artifacts_dir: Path) -> str:
     return summarize_decision(evaluation_dir, decision, tracking_uri=mlflow_tracking_uri())
 
 
+def highlights(output: str) -> list[str]:
+    """From a run's console output: the gate lines and the closing summary table.
+
+    The steps' own logs (KFP executor input, library chatter) stay in the full output; this
+    is what a person needs to see of a run.
+    """
+    lines = output.splitlines()
+    gates = [line for line in lines if line.startswith(("GATE ", "promotion deferred"))]
+    starts = [i for i, line in enumerate(lines) if line.startswith("test window ")]
+    if not starts:
+        return gates
+    table = lines[starts[-1] :]
+    ends = [i for i, line in enumerate(table) if line.startswith("mlflow run:")]
+    return gates + (table[: ends[0] + 1] if ends else table)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI: run the pipeline locally and print the gate decisions."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.run_local", description=__doc__)
