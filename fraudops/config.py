@@ -112,6 +112,9 @@ class DriftParams(_Section):
     sample_seed: int = 42
     #: 0/1 flags compared as categories; every other model feature is numerical
     categorical_features: tuple[str, ...] = ("tx_during_weekend", "tx_during_night")
+    #: features that follow the calendar, not the customers: a window's weekend share is set
+    #: by which days it covers (a Friday has none), so they are reported but never judged
+    calendar_features: tuple[str, ...] = ("tx_during_weekend",)
     #: per-feature drift: effect-size statistics, so the verdict does not depend on window size
     num_method: str = "wasserstein"
     num_threshold: float = Field(0.1, gt=0)

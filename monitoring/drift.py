@@ -279,7 +279,9 @@ def detect_drift(
                 "threshold": None,
                 "drifted": name in empty_current and name not in empty_reference,
             }
-    drifted_count = sum(entry["drifted"] for entry in per_feature.values())
+    for name, entry in per_feature.items():
+        entry["judged"] = name not in params.calendar_features
+    drifted_count = sum(entry["drifted"] and entry["judged"] for entry in per_feature.values())
     data_drift = {
         "numerical_statistic": params.num_method,
         "categorical_statistic": params.cat_method,
@@ -300,7 +302,7 @@ def detect_drift(
         psi["features"][name] = {
             "psi": value,
             "gain": gain[name],
-            "level": psi_level(value, params),
+            "level": psi_level(value, params) if per_feature[name]["judged"] else "info",
         }
 
     missing_fields = {}
@@ -351,7 +353,7 @@ def detect_drift(
     named = {
         name
         for name in features
-        if per_feature[name]["drifted"]
+        if (per_feature[name]["drifted"] and per_feature[name]["judged"])
         or psi["features"].get(name, {}).get("level") == "alert"
         or missing_fields[name]["alert"]
     }
@@ -489,6 +491,13 @@ def _fmt(value, spec: str = ".3f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _drift_word(entry: dict) -> str:
+    """YES / no, or ``(cal)`` for a calendar feature that is reported but not judged."""
+    if not entry.get("judged", True):
+        return "(cal)"
+    return "YES" if entry["drifted"] else "no"
+
+
 def console_summary(summary: dict) -> str:
     """The one-screen summary printed at the end of a run."""
     stats, model, window = summary["statistics"], summary["model"], summary["window"]
@@ -515,7 +524,7 @@ def console_summary(summary: dict) -> str:
         )
         lines.append(
             f"{name:<28}{entry['statistic'][:13]:<14}{_fmt(entry['score']):>8}"
-            f"{'YES' if entry['drifted'] else 'no':>7}{psi_text:>9}{missing_text:>20}"
+            f"{_drift_word(entry):>7}{psi_text:>9}{missing_text:>20}"
         )
     prediction = stats["prediction"]
     score, rate = prediction["score"], prediction["alert_rate"]
