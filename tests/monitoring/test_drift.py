@@ -40,7 +40,9 @@ def test_no_drift_on_held_out_traffic_of_the_same_process(world: World) -> None:
 def test_a_single_weekday_is_not_drift_just_because_it_has_no_weekend(world: World) -> None:
     current = world.live_window("none")
     weekday = current[current["tx_during_weekend"] == 0]
-    one_day = weekday[weekday["tx_datetime"].dt.normalize() == weekday["tx_datetime"].min().normalize()]
+    one_day = weekday[
+        weekday["tx_datetime"].dt.normalize() == weekday["tx_datetime"].min().normalize()
+    ]
     analysis = detect_drift(world.reference, one_day, world.bundle, world.params.drift)
     weekend = analysis.statistics["data_drift"]["features"]["tx_during_weekend"]
     # The weekend share really moved (reference ~2/7 -> 0) and the report says so ...

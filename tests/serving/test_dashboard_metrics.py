@@ -25,8 +25,8 @@ TRANSACTION = {
 
 def exported_families(exposition_text: str) -> set[str]:
     """Metric family names in a Prometheus text exposition (histogram suffixes folded)."""
-    names = set(re.findall(r"^# TYPE (\S+) ", exposition_text, re.M))
-    samples = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposition_text, re.M))
+    names = set(re.findall(r"^# TYPE (\S+) ", exposition_text, re.MULTILINE))
+    samples = set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", exposition_text, re.MULTILINE))
     folded = {re.sub(r"_(bucket|sum|count|total|created)$", "", n) for n in names | samples}
     return names | samples | folded
 

@@ -17,7 +17,7 @@ def readme_targets(text: str) -> set[str]:
 
 
 def makefile_targets(text: str) -> set[str]:
-    return set(re.findall(r"^([a-zA-Z0-9_-]+):", text, re.M))
+    return set(re.findall(r"^([a-zA-Z0-9_-]+):", text, re.MULTILINE))
 
 
 def test_every_make_target_in_the_readme_exists() -> None:
@@ -29,8 +29,8 @@ def test_every_make_target_in_the_readme_exists() -> None:
 
 def test_every_user_target_has_a_help_line_and_help_is_the_default() -> None:
     text = MAKEFILE.read_text()
-    assert re.search(r"^\.DEFAULT_GOAL := help$", text, re.M)
-    documented = set(re.findall(r"^([a-zA-Z0-9_-]+):.*## ", text, re.M))
+    assert re.search(r"^\.DEFAULT_GOAL := help$", text, re.MULTILINE)
+    documented = set(re.findall(r"^([a-zA-Z0-9_-]+):.*## ", text, re.MULTILINE))
     for target in readme_targets(README.read_text()):
         assert target in documented, f"make {target}: no '## description' for `make help`"
 
@@ -41,7 +41,7 @@ def test_the_check_would_catch_a_missing_target() -> None:
 
 
 def test_the_readme_follows_the_course_order() -> None:
-    headings = [h.lower() for h in re.findall(r"^## (.+)$", README.read_text(), re.M)]
+    headings = [h.lower() for h in re.findall(r"^## (.+)$", README.read_text(), re.MULTILINE)]
     order = ["set-up", "level", "data", "features", "pipeline", "registry", "monitoring",
              "canary", "kubernetes", "performance", "troubleshooting"]
     positions = [next(i for i, h in enumerate(headings) if word in h) for word in order]
