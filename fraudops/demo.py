@@ -224,16 +224,25 @@ def run_demo(root: Path) -> None:
         return summary[-2] if len(summary) > 1 else summary[-1]
 
     def canary() -> str:
-        if not state.get("canary"):
-            return "no canary: the candidate did not beat the champion, @champion stays (nothing to roll out)"
+        from training.register import CANDIDATE, CHAMPION, current_version
+
+        uri = mlflow_tracking_uri()
+        if current_version(CANDIDATE, tracking_uri=uri) in (None, current_version(CHAMPION, tracking_uri=uri)):
+            return "no canary: there is no candidate besides the champion"
+        # A candidate that lost offline is shown on live traffic but never promoted by it.
+        won = bool(state.get("canary"))
+        command = [py, "-m", "monitoring.canary", *([] if won else ["--no-apply"])]
         result = subprocess.run(
-            [py, "-m", "monitoring.canary"], check=False, cwd=root, text=True,
+            command, check=False, cwd=root, text=True,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         print("\n".join(f"  {line}" for line in result.stdout.strip().splitlines()))
         if result.returncode not in (0, 3):
             raise StepFailed(f"canary exited {result.returncode}")
-        return "verdict above: promote moves @champion, rollback removes the candidate from traffic"
+        verdict = next((line for line in result.stdout.splitlines() if line.startswith("canary verdict:")), "")
+        if won:
+            return f"{verdict}: applied (promote moves @champion, rollback takes the candidate out of traffic)"
+        return f"{verdict} on live traffic; not applied: the candidate lost offline, @champion stays"
 
     def stop() -> str:
         demo.close()

@@ -109,7 +109,12 @@ def highlights(output: str) -> list[str]:
     is what a person needs to see of a run.
     """
     lines = output.splitlines()
-    gates = [line for line in lines if line.startswith(("GATE ", "promotion deferred"))]
+    # Step logs arrive indented inside kfp's "Streamed logs" blocks.
+    gates = [
+        line.strip()
+        for line in lines
+        if line.strip().startswith(("GATE ", "promotion deferred"))
+    ]
     starts = [i for i, line in enumerate(lines) if line.startswith("test window ")]
     if not starts:
         return gates
