@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from data.validate import ValidationReport
 from fraudops.paths import paths
 
 # --------------------------------------------------------------------------- gathered facts
@@ -41,19 +42,10 @@ class Missing:
 
 
 @dataclass(frozen=True)
-class DataSummary:
-    """The validated dataset (``data/validated/report.json``)."""
+class DataSummary(ValidationReport):
+    """The validated dataset's report (``data/validated/report.json``) and where it was read."""
 
-    source: str
-    rows: int
-    days: int
-    first_tx_datetime: str
-    last_tx_datetime: str
-    customers: int
-    terminals: int
-    frauds: int
-    fraud_rate: float
-    scenario_counts: dict[str, int] = field(default_factory=dict)
+    source: str = ""
 
 
 @dataclass(frozen=True)

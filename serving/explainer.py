@@ -25,7 +25,7 @@ from serving.model_source import ModelHolder
 from serving.prediction_log import PredictionLogWriter
 from serving.predictor import require_json_content
 from serving.scoring import request_id_from
-from serving.settings import ServingSettings, load_settings
+from serving.settings import ServingSettings
 
 
 class FraudExplainer(kserve.Model):
@@ -120,19 +120,9 @@ class FraudExplainer(kserve.Model):
 
 def main(argv: list[str] | None = None) -> None:
     """Start the explainer (port 8082 locally, 8080 in its container)."""
-    from serving.kserve_runtime import parse_server_args, serve, server_parser
-    from serving.model_source import configure_mlflow_client
+    from serving.kserve_runtime import run_model_server
 
-    settings = load_settings()
-    args = parse_server_args(server_parser(__doc__.splitlines()[0], 8082), argv, settings)
-    configure_mlflow_client()
-    holder = ModelHolder(settings)
-    holder.listeners.append(
-        lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias)
-    )
-    explainer = FraudExplainer(args.model_name, holder, settings)
-    holder.start(load_now=True)
-    serve(explainer, args)
+    run_model_server(FraudExplainer, __doc__.splitlines()[0], 8082, argv)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from serving.errors import ServingError
 from serving.settings import ServingSettings, configure_logging
+
+if TYPE_CHECKING:
+    from serving.model_source import ModelHolder
 
 logger = logging.getLogger("serving.kserve")
 
@@ -100,6 +104,32 @@ def serve(model, args: argparse.Namespace) -> None:
     logger.info("%s listening on :%d (ready=%s)", model.name, args.http_port, model.ready)
     freeze_startup_objects()
     server.start([])
+
+
+def run_model_server(
+    build: Callable[[str, ModelHolder, ServingSettings], Any],
+    description: str,
+    default_port: int,
+    argv: Sequence[str] | None = None,
+) -> None:
+    """Settings → arguments → model holder → ``build(name, holder, settings)`` → serve.
+
+    The predictor and the explainer start the same way; only the model class differs.
+    """
+    from serving import metrics
+    from serving.model_source import ModelHolder, configure_mlflow_client
+    from serving.settings import load_settings
+
+    settings = load_settings()
+    args = parse_server_args(server_parser(description, default_port), argv, settings)
+    configure_mlflow_client()
+    holder = ModelHolder(settings)
+    holder.listeners.append(
+        lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias)
+    )
+    model = build(args.model_name, holder, settings)
+    holder.start(load_now=True)
+    serve(model, args)
 
 
 def freeze_startup_objects() -> None:

@@ -22,7 +22,7 @@ from serving.errors import InvalidRequest, ModelUnavailable, UnsupportedContentT
 from serving.feature_rows import parse_feature_rows, parse_feature_tensor
 from serving.model_source import ModelHolder
 from serving.scoring import request_id_from
-from serving.settings import ServingSettings, load_settings
+from serving.settings import ServingSettings
 
 
 def require_json_content(headers: dict[str, str] | None) -> None:
@@ -163,19 +163,9 @@ class FraudPredictor(kserve.Model):
 
 def main(argv: list[str] | None = None) -> None:
     """Start the predictor: load the model (or keep retrying, not ready) and serve."""
-    from serving.kserve_runtime import parse_server_args, serve, server_parser
-    from serving.model_source import configure_mlflow_client
+    from serving.kserve_runtime import run_model_server
 
-    settings = load_settings()
-    args = parse_server_args(server_parser(__doc__.splitlines()[0], 8080), argv, settings)
-    configure_mlflow_client()
-    holder = ModelHolder(settings)
-    holder.listeners.append(
-        lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias)
-    )
-    predictor = FraudPredictor(args.model_name, holder, settings)
-    holder.start(load_now=True)
-    serve(predictor, args)
+    run_model_server(FraudPredictor, __doc__.splitlines()[0], 8080, argv)
 
 
 if __name__ == "__main__":

@@ -7,15 +7,10 @@ import sys
 
 from training.bundle import MODEL_NAME
 from training.cli import run_cli
+from training.run import SUMMARY_METRICS
 
-SHOWN_METRICS = (
-    "average_precision",
-    "roc_auc",
-    "recall_at_fpr",
-    "card_precision_at_k",
-    "f1",
-    "net_benefit",
-)
+#: The run summary's metrics, less the alert count (a champion line stays one line).
+SHOWN_METRICS = tuple(key for key in SUMMARY_METRICS if key != "alerts")
 
 
 def describe_champion(
