@@ -126,6 +126,9 @@ def run_demo(root: Path) -> None:
 
     from data.files import live_batches
 
+    from monitoring.outputs import quiet_mlflow_downloads
+
+    quiet_mlflow_downloads()  # the story, not per-file progress bars (inherited by every step)
     demo = Demo(root)
     dvc = str(Path(_python()).with_name("dvc"))
     py = _python()
