@@ -125,7 +125,6 @@ def run_demo(root: Path) -> None:
     import pandas as pd
 
     from data.files import live_batches
-
     from monitoring.outputs import quiet_mlflow_downloads
 
     quiet_mlflow_downloads()  # the story, not per-file progress bars (inherited by every step)
