@@ -20,10 +20,10 @@ def _channel_value(channel: str, io_store: Any) -> Any:
     """A channel is a parent-DAG input inside a branch, or a task output at the root."""
     try:
         return io_store.get_parent_input(channel)
-    except (KeyError, ValueError):
-        pass
-    task, _, output = channel.removeprefix("pipelinechannel--").rpartition("-")
-    return io_store.get_task_output(task, output)
+    except ValueError:
+        # Not an input of this branch: at the root DAG it is ``<task>-<output>``.
+        task, _, output = channel.removeprefix("pipelinechannel--").rpartition("-")
+        return io_store.get_task_output(task, output)
 
 
 def evaluate_condition(condition: str, io_store: Any) -> bool:

@@ -11,6 +11,7 @@ the container images run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -230,10 +231,9 @@ def _running(pid: int) -> bool:
 def terminate(pids: list[int], grace_s: float = 15.0) -> None:
     """SIGTERM every pid (in order), wait for all, SIGKILL those that will not stop."""
     for pid in pids:
-        try:
+        # A server that already exited is exactly what we want: nothing to signal.
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_running(pid) for pid in pids):
         time.sleep(0.1)
