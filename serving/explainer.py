@@ -15,41 +15,23 @@ import asyncio
 import time
 from typing import Any
 
-import kserve
-
 from serving import metrics
 from serving.errors import InvalidRequest, ModelUnavailable
 from serving.explain import AuditRecord, contributions, top_reasons
 from serving.feature_rows import parse_feature_rows
 from serving.model_source import ModelHolder
 from serving.prediction_log import PredictionLogWriter
-from serving.predictor import require_json_content
+from serving.predictor import HeldModel, require_json_content
 from serving.scoring import request_id_from
 from serving.settings import ServingSettings
 
 
-class FraudExplainer(kserve.Model):
+class FraudExplainer(HeldModel):
     """A ``kserve.Model`` answering ``:explain`` with TreeSHAP reason codes."""
 
     def __init__(self, name: str, holder: ModelHolder, settings: ServingSettings) -> None:
-        self.holder = holder
-        self.settings = settings
         self.audit = PredictionLogWriter(settings.audit_log_path(), prefix="audit")
-        super().__init__(name)
-
-    @property
-    def ready(self) -> bool:  # type: ignore[override]
-        """Ready exactly when a model is loaded."""
-        return self.holder.ready
-
-    @ready.setter
-    def ready(self, _value: bool) -> None:
-        # KServe sets ready in __init__/start(); readiness here is the holder's, not a flag.
-        pass
-
-    def load(self) -> bool:
-        """Load the model now (retried in the background if this fails)."""
-        return self.holder.load()
+        super().__init__(name, holder, settings)
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:
         """Validate the feature rows against the loaded model's features."""

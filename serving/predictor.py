@@ -35,8 +35,8 @@ def require_json_content(headers: dict[str, str] | None) -> None:
         )
 
 
-class FraudPredictor(kserve.Model):
-    """A ``kserve.Model`` scoring feature rows with the holder's current bundle."""
+class HeldModel(kserve.Model):
+    """A ``kserve.Model`` whose model lives in a :class:`ModelHolder` (registry or folder)."""
 
     def __init__(self, name: str, holder: ModelHolder, settings: ServingSettings) -> None:
         self.holder = holder
@@ -56,6 +56,10 @@ class FraudPredictor(kserve.Model):
     def load(self) -> bool:
         """Load the model now (the server keeps retrying in the background if this fails)."""
         return self.holder.load()
+
+
+class FraudPredictor(HeldModel):
+    """A ``kserve.Model`` scoring feature rows with the holder's current bundle."""
 
     def _bundle(self):
         bundle = self.holder.bundle
@@ -124,7 +128,7 @@ class FraudPredictor(kserve.Model):
             )
         try:
             array = request.inputs[0].as_numpy()
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise InvalidRequest(
                 f"inputs[0].data: must be numbers matching shape and datatype ({exc})"
             ) from None
