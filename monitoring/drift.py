@@ -26,15 +26,17 @@ from fraudops.config import DriftParams, Params, load_params
 from fraudops.paths import paths
 from monitoring.outputs import (
     EXIT_DRIFT,
+    add_job_arguments,
+    artifact_lines,
     build_summary,
     exit_code,
     fail,
     model_ref,
     publish,
     quiet_mlflow_downloads,
+    trigger_if_found,
 )
 from monitoring.prometheus import drift_gauges, exposition, push, pushgateway_url, write_textfile
-from monitoring.trigger import trigger_retrain
 from monitoring.window import (
     DECISION_COLUMN,
     MonitoringInputError,
@@ -540,11 +542,7 @@ def console_summary(summary: dict) -> str:
             f"drift share {stats['data_drift']['drifted_share']:.2f}; PSI alert > "
             f"{stats['psi']['threshold']:g} on top-{stats['psi']['top_k']} gain features"
         ),
-        f"report {summary['artifacts']['html']}",
-        (
-            f"summary {summary['artifacts']['summary']}   mlflow run "
-            f"{summary['artifacts']['mlflow_run_id'] or '(not logged)'}"
-        ),
+        *artifact_lines(summary),
     ]
     return "\n".join(lines)
 
@@ -568,25 +566,9 @@ def _parser() -> argparse.ArgumentParser:
         "--window-days", type=int, help="window length (default: drift.window_days)"
     )
     parser.add_argument(
-        "--alias",
-        default=os.environ.get("FRAUD_MODEL_ALIAS", "champion"),
-        help="registry alias to judge (default: FRAUD_MODEL_ALIAS or champion)",
-    )
-    parser.add_argument(
-        "--model-name",
-        default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME),
-        help="registered model (default: FRAUD_MODEL_NAME or fraud-detector)",
-    )
-    parser.add_argument(
         "--history", type=Path, help="transactions before the window (default: validated data)"
     )
-    parser.add_argument("--out-dir", type=Path, help="report directory (default: reports/drift)")
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
-    parser.add_argument(
-        "--trigger", action="store_true", help="on drift, run the retrain trigger (monitor.trigger)"
-    )
-    parser.add_argument("--trigger-mode", choices=("auto", "local", "github"), default="auto")
-    parser.add_argument("--dry-run", action="store_true", help="trigger: print instead of acting")
+    add_job_arguments(parser, "drift")
     return parser
 
 
@@ -610,11 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary, _ = run_drift_job(config, params)
         print(console_summary(summary))
-        if args.trigger and summary["drift_detected"]:
-            outcome = trigger_retrain(
-                summary, params.monitor.trigger, mode=args.trigger_mode, dry_run=args.dry_run
-            )
-            print(f"retrain trigger: {outcome.action}: {outcome.detail}")
+        trigger_if_found(summary, args, params)
     except Exception as exc:  # noqa: BLE001 -- the CLI contract: one line and exit 2, no traceback
         return fail("drift job", exc)
     code = exit_code(summary)

@@ -18,6 +18,7 @@ Each run produces:
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from data.files import write_json_atomic
+from training.bundle import MODEL_NAME
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -189,6 +191,50 @@ def publish(
         mlflow.log_artifact(str(files.html))
         mlflow.log_artifact(str(files.summary))
     return summary
+
+
+def artifact_lines(summary: dict) -> list[str]:
+    """The console footer every job prints: where its report, summary and MLflow run are."""
+    artifacts = summary["artifacts"]
+    return [
+        f"report {artifacts['html']}",
+        (
+            f"summary {artifacts['summary']}   mlflow run "
+            f"{artifacts['mlflow_run_id'] or '(not logged)'}"
+        ),
+    ]
+
+
+def add_job_arguments(parser: argparse.ArgumentParser, job: str) -> None:
+    """The options the drift and performance jobs share: model, outputs, retrain trigger."""
+    parser.add_argument(
+        "--alias",
+        default=os.environ.get("FRAUD_MODEL_ALIAS", "champion"),
+        help="registry alias to judge (default: FRAUD_MODEL_ALIAS or champion)",
+    )
+    parser.add_argument(
+        "--model-name",
+        default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME),
+        help="registered model (default: FRAUD_MODEL_NAME or fraud-detector)",
+    )
+    parser.add_argument("--out-dir", type=Path, help=f"report directory (default: reports/{job})")
+    parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
+    parser.add_argument(
+        "--trigger", action="store_true", help="on a finding, run the retrain trigger"
+    )
+    parser.add_argument("--trigger-mode", choices=("auto", "local", "github"), default="auto")
+    parser.add_argument("--dry-run", action="store_true", help="trigger: print instead of acting")
+
+
+def trigger_if_found(summary: dict, args: argparse.Namespace, params) -> None:
+    """With ``--trigger`` and a finding, start retraining (local command or GitHub dispatch)."""
+    from monitoring.trigger import trigger_retrain
+
+    if args.trigger and summary["drift_detected"]:
+        outcome = trigger_retrain(
+            summary, params.monitor.trigger, mode=args.trigger_mode, dry_run=args.dry_run
+        )
+        print(f"retrain trigger: {outcome.action}: {outcome.detail}")
 
 
 def quiet_mlflow_downloads() -> None:

@@ -27,12 +27,15 @@ from fraudops.config import EvaluateParams, Params, PerformanceParams, load_para
 from fraudops.paths import paths
 from monitoring.outputs import (
     EXIT_DRIFT,
+    add_job_arguments,
+    artifact_lines,
     build_summary,
     exit_code,
     fail,
     model_ref,
     publish,
     quiet_mlflow_downloads,
+    trigger_if_found,
 )
 from monitoring.prometheus import (
     exposition,
@@ -41,7 +44,6 @@ from monitoring.prometheus import (
     pushgateway_url,
     write_textfile,
 )
-from monitoring.trigger import trigger_retrain
 from monitoring.window import (
     MonitoringInputError,
     champion_scores,
@@ -329,11 +331,7 @@ def console_summary(summary: dict) -> str:
         lines.append("(no matured predictions yet)")
     lines += [
         "",
-        f"report {summary['artifacts']['html']}",
-        (
-            f"summary {summary['artifacts']['summary']}   mlflow run "
-            f"{summary['artifacts']['mlflow_run_id'] or '(not logged)'}"
-        ),
+        *artifact_lines(summary),
     ]
     return "\n".join(lines)
 
@@ -355,15 +353,7 @@ def _parser() -> argparse.ArgumentParser:
         help="labelled transactions (default: every batch in data/live, the simulator's)",
     )
     parser.add_argument("--as-of", help="'now' for label maturity (default: newest labelled tx)")
-    parser.add_argument("--alias", default="champion")
-    parser.add_argument("--model-name", default=MODEL_NAME)
-    parser.add_argument(
-        "--out-dir", type=Path, help="report directory (default: reports/performance)"
-    )
-    parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")
-    parser.add_argument("--trigger", action="store_true", help="on a drop, run the retrain trigger")
-    parser.add_argument("--trigger-mode", choices=("auto", "local", "github"), default="auto")
-    parser.add_argument("--dry-run", action="store_true", help="trigger: print instead of acting")
+    add_job_arguments(parser, "performance")
     return parser
 
 
@@ -387,11 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         summary = run_performance_job(config, params)
         print(console_summary(summary))
-        if args.trigger and summary["drift_detected"]:
-            outcome = trigger_retrain(
-                summary, params.monitor.trigger, mode=args.trigger_mode, dry_run=args.dry_run
-            )
-            print(f"retrain trigger: {outcome.action}: {outcome.detail}")
+        trigger_if_found(summary, args, params)
     except Exception as exc:  # noqa: BLE001 -- CLI contract: one line and exit 2, no traceback
         return fail("performance job", exc)
     code = exit_code(summary)
