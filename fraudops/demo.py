@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fraudops.config import mlflow_tracking_uri, project_root
+from fraudops.paths import paths
 
 
 class StepFailed(RuntimeError):
@@ -258,7 +259,8 @@ def run_demo(root: Path) -> None:
         print(f"  run report:     {root / 'reports' / 'run-report.html'}")
         print(f"  MLflow UI:      make mlflow-ui  (tracking URI {mlflow_tracking_uri()})")
         print(f"  drift reports:  {root / 'reports' / 'drift'}")
-        print(f"  prediction log: {root / 'run' / 'predictions'}   audit log: {root / 'run' / 'audit'}")
+        layout = paths(root)
+        print(f"  prediction log: {layout.prediction_log_dir}   audit log: {layout.audit_log_dir}")
         print(f"  data (DVC):     {root / 'data'}  remote: {root / 'dvc-remote'}")
         return f"done in {time.perf_counter() - demo.started:.0f}s"
 

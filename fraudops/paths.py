@@ -78,6 +78,16 @@ class Paths:
         return self.reports_dir / "canary" / "canary_verdict.json"
 
     @property
+    def prediction_log_dir(self) -> Path:
+        """Local default of the prediction log servers write and the drift job reads."""
+        return self.run_dir / "predictions"
+
+    @property
+    def audit_log_dir(self) -> Path:
+        """Local default of the explainer's audit log."""
+        return self.run_dir / "audit"
+
+    @property
     def run_dir(self) -> Path:
         """PID files, logs and the prediction/audit logs of locally started servers."""
         return self.root / "run"

@@ -399,7 +399,7 @@ def default_prediction_log_dir() -> Path | str:
     """``FRAUD_PREDICTION_LOG_DIR`` (a folder or an ``s3://`` URI), else ``run/predictions``."""
     configured = os.environ.get("FRAUD_PREDICTION_LOG_DIR")
     if not configured:
-        return paths().run_dir / "predictions"
+        return paths().prediction_log_dir
     return configured if is_uri(configured) else Path(configured)
 
 

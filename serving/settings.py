@@ -53,11 +53,11 @@ class ServingSettings(BaseSettings):
 
     def prediction_log_path(self) -> Path:
         """The prediction-log folder (``FRAUD_PREDICTION_LOG_DIR`` or ``run/predictions``)."""
-        return self.prediction_log_dir or paths().run_dir / "predictions"
+        return self.prediction_log_dir or paths().prediction_log_dir
 
     def audit_log_path(self) -> Path:
         """The explanation audit-log folder (``FRAUD_AUDIT_LOG_DIR`` or ``run/audit``)."""
-        return self.audit_log_dir or paths().run_dir / "audit"
+        return self.audit_log_dir or paths().audit_log_dir
 
     def feast_repo_path(self) -> Path:
         """The Feast feature repo (``FRAUD_FEAST_REPO`` or the project's feature repo)."""
