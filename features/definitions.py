@@ -229,17 +229,28 @@ def compute_entity_features(
 
 def _entity_block(
     rows: pd.DataFrame, counts: tuple[str, ...], others: tuple[str, ...], n: int, what: str
-) -> tuple[pd.DataFrame, np.ndarray]:
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Looked-up aggregates as float columns, with counts 0 where the entity is unknown."""
     if len(rows) != n:
         raise ValueError(f"{what}: must have one row per request ({n}), got {len(rows)}")
-    _require_columns(rows, counts + others, what)
-    block = rows.loc[:, list(counts + others)].apply(pd.to_numeric).astype(np.float64)
-    block.index = range(n)
+    columns = list(counts + others)
+    _require_columns(rows, tuple(columns), what)
+    try:
+        # Column by column: cheaper for one row than selecting a sub-frame, same for millions.
+        block = np.column_stack([rows[c].to_numpy(np.float64) for c in columns])
+    except (TypeError, ValueError):  # None or numeric text (from some store): parse them
+        block = rows[columns].apply(pd.to_numeric).to_numpy(np.float64)
     # A known entity's row always counts its own transaction, so a missing count means no row.
-    unknown = block[list(counts)].isna().all(axis=1).to_numpy()
-    block.loc[unknown, list(counts)] = 0.0
-    return block, unknown
+    unknown = np.isnan(block[:, : len(counts)]).all(axis=1)
+    block[np.ix_(unknown, np.arange(len(counts)))] = 0.0
+    return {name: block[:, j] for j, name in enumerate(columns)}, unknown
+
+
+def _weekday_and_hour(when: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Day of week (Monday = 0) and hour of naive-UTC datetimes, without pandas accessors."""
+    ns = when.to_numpy("datetime64[ns]").view(np.int64)
+    days, day_ns = np.divmod(ns, 86_400 * 10**9)
+    return (days + 3) % 7, day_ns // (3_600 * 10**9)  # 1970-01-01 was a Thursday (3)
 
 
 def assemble_features(
@@ -250,7 +261,9 @@ def assemble_features(
     ``requests`` needs ``tx_datetime`` (naive = UTC) and ``tx_amount``; ``customer_rows`` and
     ``terminal_rows`` hold the looked-up aggregates aligned row by row with ``requests``
     (a row of NaN = unknown entity). Training calls it over millions of rows, the serving
-    transformer over one: the same code path. The result keeps ``requests``' index.
+    transformer over one: the same code path, in NumPy so that one row costs microseconds
+    rather than the milliseconds of pandas' per-call overhead. The result keeps
+    ``requests``' index.
     """
     _require_columns(requests, (TX_DATETIME, TX_AMOUNT), "requests")
     n = len(requests)
@@ -260,27 +273,29 @@ def assemble_features(
     terminal, unknown_terminal = _entity_block(
         terminal_rows, TERMINAL_TX_COUNT, TERMINAL_RISK, n, "terminal_rows"
     )
-    when = _naive_utc(requests[TX_DATETIME]).reset_index(drop=True)
-    amount = pd.to_numeric(requests[TX_AMOUNT]).astype(np.float64).to_numpy()
-    mean_30d = customer[f"customer_mean_amount_{RATIO_WINDOW_DAYS}d"].to_numpy()
+    weekday, hour = _weekday_and_hour(_naive_utc(requests[TX_DATETIME]))
+    amount = pd.to_numeric(requests[TX_AMOUNT]).to_numpy(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = amount / mean_30d
+        ratio = amount / customer[f"customer_mean_amount_{RATIO_WINDOW_DAYS}d"]
     # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
     ratio[~np.isfinite(ratio)] = np.nan
 
-    request_part = pd.DataFrame(
+    columns = {
+        TX_AMOUNT: amount,
+        "tx_during_weekend": (weekday >= 5).astype(np.float64),
+        "tx_during_night": (hour < NIGHT_END_HOUR).astype(np.float64),
+        CUSTOMER_AMOUNT_RATIO: ratio,
+        **customer,
+        **terminal,
+    }
+    return pd.DataFrame(
         {
-            TX_AMOUNT: amount,
-            "tx_during_weekend": (when.dt.dayofweek >= 5).to_numpy(np.float64),
-            "tx_during_night": (when.dt.hour < NIGHT_END_HOUR).to_numpy(np.float64),
-            CUSTOMER_AMOUNT_RATIO: ratio,
-        }
+            **{name: columns[name] for name in FEATURE_NAMES},
+            UNKNOWN_CUSTOMER: unknown_customer,
+            UNKNOWN_TERMINAL: unknown_terminal,
+        },
+        index=requests.index,
     )
-    features = pd.concat([request_part, customer, terminal], axis=1)[list(FEATURE_NAMES)]
-    features[UNKNOWN_CUSTOMER] = unknown_customer
-    features[UNKNOWN_TERMINAL] = unknown_terminal
-    features.index = requests.index
-    return features
 
 
 def _as_of(

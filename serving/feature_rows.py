@@ -19,6 +19,8 @@ from serving.errors import InvalidRequest
 #: Keys a feature-row body may carry besides ``instances``.
 _OPTIONAL_KEYS = ("feature_names", "transactions")
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
+#: JSON values a positional row may hold (bool is refused: it is not a number here).
+_ROW_VALUE_TYPES = {int, float, type(None)}
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,10 @@ def _number(value: Any, where: str) -> float:
         return float("nan")
     if type(value) not in (int, float):
         raise _reject(where, "must be a number or null (missing)", value)
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float64
+        number = float("inf")
     if not np.isfinite(number) or abs(number) > _FLOAT32_MAX:
         raise _reject(where, "must be a finite number within float32 range", value)
     return number
@@ -75,6 +80,29 @@ def _row_values(row: Any, i: int, names: tuple[str, ...]) -> list[float]:
     )
 
 
+def _listed_matrix(instances: list[Any], width: int) -> np.ndarray | None:
+    """The float32 matrix of well-formed positional rows, checked in bulk; else ``None``.
+
+    The transformer's rows take this path: one type check per value in C and vectorised
+    range checks instead of a Python call per value (a third of the predictor's own time).
+    Anything it does not accept goes through :func:`_row_values`, which names the field.
+    """
+    if not all(type(row) is list and len(row) == width for row in instances):
+        return None
+    if not {type(value) for row in instances for value in row} <= _ROW_VALUE_TYPES:
+        return None
+    try:
+        values = np.array(instances, dtype=np.float64)  # None -> NaN, the missing value
+    except OverflowError:  # an integer beyond float64: refused value by value
+        return None
+    # NaN, inf and numbers beyond float32 all fail this test; nulls are the only NaN allowed,
+    # so the failures must be exactly the nulls.
+    within = np.abs(values) <= _FLOAT32_MAX
+    if values.size - np.count_nonzero(within) != sum(row.count(None) for row in instances):
+        return None
+    return values.astype(np.float32)
+
+
 def parse_feature_rows(
     payload: Any, feature_names: tuple[str, ...], max_batch_size: int
 ) -> FeatureRows:
@@ -102,10 +130,12 @@ def parse_feature_rows(
             f"must be the model's features in its order: {', '.join(feature_names)}",
             sent_names,
         )
-    rows = [_row_values(row, i, feature_names) for i, row in enumerate(instances)]
-    matrix = np.ascontiguousarray(np.asarray(rows, dtype=np.float32))
+    matrix = _listed_matrix(instances, len(feature_names))
+    if matrix is None:  # rows keyed by name, or something to refuse: value by value
+        rows = [_row_values(row, i, feature_names) for i, row in enumerate(instances)]
+        matrix = np.ascontiguousarray(np.asarray(rows, dtype=np.float32))
     transactions = payload.get("transactions") or []
-    if transactions and (not isinstance(transactions, list) or len(transactions) != len(rows)):
+    if transactions and (not isinstance(transactions, list) or len(transactions) != len(instances)):
         raise _reject("transactions", "must be a list with one object per instance")
     if any(not isinstance(t, dict) for t in transactions):
         raise _reject("transactions", "each entry must be an object")

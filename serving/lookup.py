@@ -46,7 +46,8 @@ class FeatureBatch:
         """From ``assemble_features`` output (FEATURE_NAMES + unknown flags)."""
         return cls(
             transactions,
-            np.ascontiguousarray(features[list(FEATURE_NAMES)].to_numpy(np.float64)),
+            # Column by column: selecting 16 columns at once costs pandas ~0.3 ms per request.
+            np.column_stack([features[name].to_numpy(np.float64) for name in FEATURE_NAMES]),
             features[UNKNOWN_CUSTOMER].to_numpy(bool),
             features[UNKNOWN_TERMINAL].to_numpy(bool),
         )
@@ -157,9 +158,10 @@ class _ServiceReader:
                 kind = value.WhichOneof("val") if value is not None else None
                 if kind is not None:
                     values[i, j] = float(getattr(value, kind))
-        rows = pd.DataFrame(values, columns=list(columns))
-        rows.insert(0, key, np.asarray(ids, dtype=np.int64))
-        return rows
+        # One frame from columns (no insert afterwards: each pandas call costs ~50 µs here).
+        return pd.DataFrame(
+            {key: np.asarray(ids, dtype=np.int64), **dict(zip(columns, values.T, strict=True))}
+        )
 
     def read(
         self, customer_ids: list[int], terminal_ids: list[int]

@@ -8,6 +8,7 @@ The collectors live in the process-wide default registry, as KServe's own do.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 import numpy as np
@@ -40,21 +41,36 @@ FRAUD_UNKNOWN_ENTITIES = Counter(
     "Transactions whose customer or terminal had no feature row (defaults used)",
     ["entity"],
 )
+FRAUD_COMPILED_TREES = Gauge(
+    "fraud_compiled_trees",
+    "1 when the served model scores small batches with its compiled trees, else 0",
+)
 FRAUD_REGISTRY_UP = Gauge(
     "fraud_registry_up",
     "0 while the model registry cannot be reached after a model was loaded, else 1",
 )
 
 
+@functools.cache
+def _decision_counter(decision: str):
+    # labels() looks the child up under a lock on every call: once per decision is enough.
+    return FRAUD_DECISIONS.labels(decision=decision)
+
+
+@functools.cache
+def _version_counter(model_version: str):
+    return FRAUD_PREDICTIONS.labels(model_version=model_version)
+
+
 def observe_scores(probabilities: np.ndarray, decisions: Iterable[str], model_version: str) -> None:
     """Record the scores and decisions of one request."""
-    for p in np.asarray(probabilities, dtype=float):
+    for p in np.asarray(probabilities, dtype=float).tolist():
         FRAUD_SCORE.observe(p)
     count = 0
     for decision in decisions:
-        FRAUD_DECISIONS.labels(decision=decision).inc()
+        _decision_counter(str(decision)).inc()
         count += 1
-    FRAUD_PREDICTIONS.labels(model_version=model_version).inc(count)
+    _version_counter(model_version).inc(count)
 
 
 def observe_unknown(unknown_customer: np.ndarray, unknown_terminal: np.ndarray) -> None:

@@ -121,13 +121,30 @@ class ModelHolder:
 
     # -- loading and swapping ----------------------------------------------------------------
     def _install(self, bundle: ModelBundle) -> None:
+        from serving.compiled_forest import attach_compiled, kernel_ready
+
         bundle = prepare_for_serving(bundle)
+        compile_later = self.settings.compiled_trees and not kernel_ready()
+        if self.settings.compiled_trees and not compile_later:
+            attach_compiled(bundle)  # milliseconds once the loop is compiled: before the swap
         self.bundle = bundle  # one reference assignment: the swap is atomic for readers
+        metrics.FRAUD_COMPILED_TREES.set(int(bundle.fast_scorer is not None))
+        if compile_later:
+            # The first compile takes seconds: readiness does not wait, the booster scores.
+            threading.Thread(
+                target=self._compile, args=(bundle,), name="compile-trees", daemon=True
+            ).start()
         metrics.FRAUD_REGISTRY_UP.set(1)
         self.loaded_at = datetime.now(UTC).isoformat()
         self.load_error = None
         for listener in self.listeners:
             listener(bundle)
+
+    def _compile(self, bundle: ModelBundle) -> None:
+        from serving.compiled_forest import attach_compiled
+
+        if attach_compiled(bundle) and bundle is self.bundle:
+            metrics.FRAUD_COMPILED_TREES.set(1)
 
     def load(self) -> bool:
         """Try to load the model once; on failure log one clear line and stay not ready."""
@@ -220,6 +237,7 @@ class ModelHolder:
             "source": self.source,
             "model_version": self.model_version,
             "loaded_at": self.loaded_at,
+            "compiled_trees": self.bundle is not None and self.bundle.fast_scorer is not None,
         }
         if self.uses_registry:
             status["alias"] = self.settings.model_alias

@@ -9,8 +9,8 @@ that produced the probability.
 from __future__ import annotations
 
 import math
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +36,8 @@ def request_id_from(headers: Mapping[str, str] | None) -> str:
         given = headers.get(REQUEST_ID_HEADER)
         if given and len(given) <= 128:
             return given
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex without building a UUID object.
+    return os.urandom(16).hex()
 
 
 @dataclass(frozen=True)

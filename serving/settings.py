@@ -44,6 +44,8 @@ class ServingSettings(BaseSettings):
     prediction_log_dir: Path | None = None
     #: where explanations are audited (default ``run/audit``)
     audit_log_dir: Path | None = None
+    #: score small batches with the booster's trees compiled (checked against XGBoost first)
+    compiled_trees: bool = True
     #: the most transactions one request may carry; more is a 422, not a slow request
     max_batch_size: int = Field(256, ge=1)
     #: reasons returned per explanation (the largest contributions by size)

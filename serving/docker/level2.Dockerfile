@@ -30,11 +30,13 @@ RUN groupadd --system --gid 10001 fraud \
     && chown -R fraud:fraud /var/log/fraud
 # Same base image in both stages, so the venv's python symlink resolves here too.
 COPY --from=build /opt/venv /opt/venv
+# NUMBA_CACHE_DIR: compiled trees are cached on /tmp, writable under a read-only root.
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
+    NUMBA_CACHE_DIR=/tmp/numba \
     FRAUD_PREDICTION_LOG_DIR=/var/log/fraud/predictions \
     FRAUD_AUDIT_LOG_DIR=/var/log/fraud/audit
 WORKDIR /app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pandas as pd
@@ -10,9 +11,10 @@ import pytest
 
 from features.definitions import FEATURE_NAMES, assemble_features
 from features.store import feature_store, online_entity_features
+from serving.compiled_forest import flatten_trees, probe_rows
 from serving.prediction_log import read_prediction_log
 
-from .conftest import MODEL, Stack, World
+from .conftest import MAX_BATCH, MODEL, Stack, World
 
 
 def expected_features(world: World, transaction: dict) -> np.ndarray:
@@ -56,6 +58,30 @@ def test_predictor_scores_feature_rows_like_the_bundle(stack: Stack, world: Worl
         "review": world.bundle.thresholds.review,
         "decline": world.bundle.thresholds.decline,
     }
+
+
+def wait_for_compiled_trees(stack: Stack, timeout_s: float = 120.0) -> str:
+    deadline = time.monotonic() + timeout_s
+    while "fraud_compiled_trees 1.0" not in (metrics := stack.predictor.metrics()):
+        assert time.monotonic() < deadline, "predictor never reported fraud_compiled_trees 1"
+        time.sleep(0.2)
+    return metrics
+
+
+def test_predictor_compiled_trees_score_edge_rows_like_xgboost(stack: Stack, world: World) -> None:
+    wait_for_compiled_trees(stack)
+    booster = world.bundle.booster
+    rows = probe_rows(flatten_trees(booster), min_rows=64, seed=11)[:64]
+    for batch in np.array_split(rows, len(rows) // MAX_BATCH):
+        answer = stack.predictor.predict(
+            {
+                "instances": [[None if math.isnan(v) else float(v) for v in row] for row in batch],
+                "feature_names": list(FEATURE_NAMES),
+            }
+        )
+        assert answer.status_code == 200, answer.text
+        got = [p["fraud_probability"] for p in answer.json()["predictions"]]
+        np.testing.assert_allclose(got, booster.inplace_predict(batch), rtol=0, atol=1e-6)
 
 
 def test_predictor_accepts_rows_keyed_by_feature_name(stack: Stack, world: World) -> None:

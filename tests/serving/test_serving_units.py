@@ -6,11 +6,13 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.definitions import FEATURE_NAMES
 from serving.errors import InvalidRequest
 from serving.explain import describe_feature, reason_text, top_reasons
-from serving.feature_rows import parse_feature_rows
+from serving.feature_rows import _row_values, parse_feature_rows
 from serving.launch import level_components
 from serving.schema import EXAMPLE_TRANSACTION, parse_tx_datetime, validate_transactions
 from serving.settings import ServingSettings
@@ -52,6 +54,59 @@ def test_feature_rows_become_float32_in_model_order() -> None:
     position = FEATURE_NAMES.index("terminal_risk_1d")
     assert math.isnan(rows.matrix[0, position]) and math.isnan(rows.matrix[1, position])
     assert rows.matrix[0, 1] == 1.0
+
+
+def test_rows_may_carry_their_transactions_one_each() -> None:
+    rows = [[1.0] * len(FEATURE_NAMES), [2.0] * len(FEATURE_NAMES)]
+    carried = parse_feature_rows(
+        {"instances": rows, "transactions": [{"transaction_id": 1}, {"transaction_id": 2}]},
+        FEATURE_NAMES,
+        8,
+    )
+    assert [t["transaction_id"] for t in carried.transactions] == [1, 2]
+    with pytest.raises(InvalidRequest, match="one object per instance"):
+        parse_feature_rows(
+            {"instances": rows, "transactions": [{"transaction_id": 1}]}, FEATURE_NAMES, 8
+        )
+
+
+_ROW_VALUES = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=-1e6, max_value=1e6),
+    st.integers(min_value=-(10**400), max_value=10**400),
+    st.integers(min_value=-1000, max_value=1000),
+    st.booleans(),
+    st.text(max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.lists(_ROW_VALUES, min_size=3, max_size=3),
+            st.lists(st.one_of(st.none(), st.floats(-1e3, 1e3)), min_size=3, max_size=3),
+            st.lists(_ROW_VALUES, max_size=4),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_bulk_row_check_agrees_with_the_value_by_value_check(instances: list) -> None:
+    names = ("amount", "count", "rate")
+    try:
+        expected = np.asarray(
+            [_row_values(row, i, names) for i, row in enumerate(instances)], dtype=np.float32
+        )
+    except InvalidRequest as refusal:
+        with pytest.raises(InvalidRequest) as bulk:
+            parse_feature_rows({"instances": instances}, names, 8)
+        assert str(bulk.value) == str(refusal)
+        return
+    np.testing.assert_array_equal(
+        parse_feature_rows({"instances": instances}, names, 8).matrix, expected
+    )
 
 
 @pytest.mark.parametrize(
