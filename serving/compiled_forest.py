@@ -6,11 +6,12 @@ it is XGBoost's fixed cost per call -- a JSON config, an array interface, a prox
 -- plus the worker-thread hop that keeps that call off the event loop. Fraud scoring is
 one transaction at a time, so that fixed cost *is* the predictor's latency.
 
-Here the trees are flattened into arrays (children, split feature, threshold, default
-direction, leaf value) and walked by a numba-compiled loop that releases the GIL. It is
-used only where it reproduces XGBoost exactly -- a ``gbtree`` booster, ``binary:logistic``,
-numerical splits -- and only after its scores matched ``inplace_predict`` on probe rows
-that sit on, just below and just above every split threshold, with missing values (see
+Here the trees are flattened into one 16-byte record per node (children, split feature,
+threshold, default direction; a leaf's value) and walked by a numba-compiled loop, inline
+on the event loop for up to ``COMPILED_MAX_ROWS`` rows. It is used only where it
+reproduces XGBoost exactly -- a ``gbtree`` booster, ``binary:logistic``, numerical splits
+-- and only after its scores matched ``inplace_predict`` on probe rows that sit on, just
+below and just above every split threshold, with missing values (see
 :func:`compile_forest`). Anything else keeps scoring with the booster.
 
 The loop is compiled once per process (1-2 s, partly saved by numba's on-disk cache), so
@@ -169,11 +170,12 @@ def compiled_walk() -> Callable[..., None]:
     import numba
 
     try:
-        compiled = numba.njit(nogil=True, cache=True)(_walk)
+        # The GIL is kept: a walk of at most COMPILED_MAX_ROWS rows is shorter than a handoff.
+        compiled = numba.njit(cache=True)(_walk)
     except RuntimeError as exc:
         # No writable cache folder (a read-only image without NUMBA_CACHE_DIR): compile anyway.
         logger.warning("numba cache unavailable (%s); compiling without it", exc)
-        compiled = numba.njit(nogil=True)(_walk)
+        compiled = numba.njit()(_walk)
     nodes = np.array([[-1, -1, 0, 0]], dtype=np.int32)
     # Compile now, for exactly the types scoring passes, so no request pays for it.
     compiled(

@@ -35,8 +35,10 @@ def contributions(bundle: ModelBundle, X: np.ndarray) -> Contributions:
     """Exact TreeSHAP contributions of each feature for each row of ``X`` (model order)."""
     import xgboost
 
-    # One thread: OpenMP workers spinning on a busy 2-core box cost ~30 ms per call.
-    matrix = xgboost.DMatrix(X, missing=np.nan, feature_names=list(bundle.feature_names), nthread=1)
+    # One thread: OpenMP workers spinning on a busy 2-core box cost ~30 ms per call. No
+    # feature names: the rows are in the model's order already (checked by name upstream),
+    # and setting names costs more than a small DMatrix itself.
+    matrix = xgboost.DMatrix(X, missing=np.nan, nthread=1)
     raw = bundle.booster.predict(matrix, pred_contribs=True, validate_features=False)
     raw = np.asarray(raw, dtype=np.float64)
     values, bias = raw[:, :-1], raw[:, -1]

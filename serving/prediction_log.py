@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,9 +59,10 @@ class PredictionLogWriter:
         self.max_bytes = max_bytes
         self.prefix = prefix
         self._lock = threading.Lock()
+        self._day: str | None = None
+        self._path: Path | None = None  # the file being appended to, found once per day/part
 
-    def _current_file(self) -> Path:
-        day = datetime.now(UTC).strftime("%Y%m%d")
+    def _current_file(self, day: str) -> Path:
         part = 0
         while True:
             suffix = f"-{part}" if part else ""
@@ -70,20 +71,40 @@ class PredictionLogWriter:
                 return path
             part += 1
 
+    def _target(self) -> Path:
+        day = datetime.now(UTC).strftime("%Y%m%d")
+        if self._path is None or day != self._day:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._day, self._path = day, self._current_file(day)
+        return self._path
+
+    def _append(self, payload: bytes) -> None:
+        # O_APPEND makes each write land whole at the end, even with other writers.
+        fd = os.open(self._target(), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, payload)
+            full = os.fstat(fd).st_size >= self.max_bytes
+        finally:
+            os.close(fd)
+        if full:
+            self._path = None  # the next write looks for the next part
+
     def write(self, records: list[PredictionRecord]) -> None:
-        """Append ``records`` (dataclass instances) as JSON lines (no-op for an empty list)."""
+        """Append ``records`` (dataclass instances) as JSON lines (no-op for an empty list).
+
+        Per request this is one open/write/fstat/close: the file is looked up once per day
+        (and again after it reaches ``max_bytes``), not on every write.
+        """
         if not records:
             return
-        payload = "".join(json.dumps(asdict(r), allow_nan=False, default=str) + "\n" for r in records)
+        # vars(), not asdict(): the fields as they are, without asdict's deep copy.
+        payload = "".join(json.dumps(vars(r), allow_nan=False, default=str) + "\n" for r in records)
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            path = self._current_file()
-            # O_APPEND makes each write land whole at the end, even with other writers.
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
             try:
-                os.write(fd, payload.encode())
-            finally:
-                os.close(fd)
+                self._append(payload.encode())
+            except FileNotFoundError:  # the folder was removed (log shipping, cleanup)
+                self._path = None
+                self._append(payload.encode())
 
 
 def read_prediction_log(

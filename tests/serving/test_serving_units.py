@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -14,6 +16,7 @@ from serving.errors import InvalidRequest
 from serving.explain import describe_feature, reason_text, top_reasons
 from serving.feature_rows import _row_values, parse_feature_rows
 from serving.launch import level_components
+from serving.prediction_log import PredictionLogWriter, PredictionRecord, read_prediction_log
 from serving.schema import EXAMPLE_TRANSACTION, parse_tx_datetime, validate_transactions
 from serving.settings import ServingSettings
 
@@ -173,3 +176,34 @@ def test_each_level_answers_on_one_entry_port() -> None:
     level5 = level_components("level5")
     assert [c.name for c in level5] == ["predictor", "explainer", "transformer"]
     assert "--explainer_host" in level5[-1].args and "127.0.0.1:8081" in level5[-1].args
+
+
+def _record(i: int) -> PredictionRecord:
+    return PredictionRecord(
+        request_id=f"r{i}",
+        transaction_id=i,
+        tx_datetime="2026-03-01T10:00:00",
+        customer_id=1,
+        terminal_id=2,
+        tx_amount=10.0,
+        model_version="3",
+        fraud_probability=0.25,
+        decision="APPROVE",
+        latency_ms=1.5,
+        features={"tx_amount": 10.0, "terminal_risk_1d": None},
+    )
+
+
+def test_prediction_log_rotates_by_size_and_survives_a_removed_folder(tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    writer = PredictionLogWriter(folder, max_bytes=1_000)
+    for i in range(12):
+        writer.write([_record(i)])
+    files = sorted(folder.glob("predictions-*.jsonl"))
+    assert len(files) > 1  # each part closed once it passed max_bytes
+    assert all(f.stat().st_size < 1_000 + 500 for f in files)  # by at most one write
+    shutil.rmtree(folder)  # log shipping took the folder away
+    writer.write([_record(12)])
+    logged = read_prediction_log(folder)
+    assert logged["transaction_id"].tolist() == [12]
+    assert logged["tx_amount"].iloc[0] == 10.0 and pd.isna(logged["terminal_risk_1d"].iloc[0])
