@@ -292,7 +292,7 @@ def attach_compiled(bundle) -> bool:
     """Give ``bundle`` its compiled scorer; False (logged) when the booster keeps scoring."""
     try:
         compiled = compile_forest(bundle.booster)
-    except UnsupportedBooster as exc:
+    except (UnsupportedBooster, ImportError) as exc:  # ImportError: numba not installed
         logger.warning("compiled trees not used for version %s: %s", bundle.model_version, exc)
         return False
     # The limit first: a request reading the bundle in between sees no fast path yet.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import replace
 
@@ -208,3 +209,15 @@ def test_compiled_trees_can_be_switched_off(tmp_path) -> None:
     assert holder.bundle.fast_scorer is None
     assert holder.status()["compiled_trees"] is False
     assert compiled_gauge() == 0
+
+
+def test_without_numba_the_booster_keeps_scoring(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "numba", None)  # as if the extra were not installed
+    compiled_walk.cache_clear()
+    bundle = bundle_of(train({"max_depth": 3}))
+    assert not attach_compiled(bundle)
+    assert bundle.fast_scorer is None
+    X, _ = fraud_like_rows(3, seed=2)
+    np.testing.assert_allclose(bundle.predict_proba(X), bundle.booster.inplace_predict(X))
+    monkeypatch.undo()
+    compiled_walk.cache_clear()
