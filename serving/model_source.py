@@ -124,9 +124,12 @@ class ModelHolder:
         from serving.compiled_forest import attach_compiled, kernel_ready
 
         bundle = prepare_for_serving(bundle)
-        compile_later = self.settings.compiled_trees and not kernel_ready()
-        if self.settings.compiled_trees and not compile_later:
-            attach_compiled(bundle)  # milliseconds once the loop is compiled: before the swap
+        compile_later = False
+        if self.settings.compiled_trees:
+            if kernel_ready():
+                attach_compiled(bundle)  # milliseconds once the loop is compiled: before the swap
+            else:
+                compile_later = True
         self.bundle = bundle  # one reference assignment: the swap is atomic for readers
         metrics.FRAUD_COMPILED_TREES.set(int(bundle.fast_scorer is not None))
         if compile_later:
