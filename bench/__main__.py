@@ -50,8 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str))
     failed = [r["name"] for r in results if not r.get("passed", False)]
-    print(f"\n{len(results) - len(failed)} of {len(results)} benchmarks met their targets"
-          + (f"; missed: {', '.join(failed)}" if failed else ""))
+    print(
+        f"\n{len(results) - len(failed)} of {len(results)} benchmarks met their targets"
+        + (f"; missed: {', '.join(failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -38,7 +38,11 @@ def bench_pipeline() -> dict[str, float | int | bool | str]:
         started = time.perf_counter()
         subprocess.run(
             [str(Path(sys.executable).with_name("dvc")), "repro"],
-            cwd=root, env=env, check=True, capture_output=True, text=True,
+            cwd=root,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         seconds = time.perf_counter() - started
         metrics = json.loads((root / "artifacts" / "metrics.json").read_text())

@@ -2,7 +2,9 @@
 
 Same machine, same model, same requests, loopback HTTP, the same minimal asyncio
 keep-alive client for every server; servers compared with each other take turns in short
-rounds, so the machine's drift during the run reaches all of them alike:
+rounds, so the machine's drift during the run reaches all of them alike, and run on the
+same core while the client runs on another (:func:`_separate_cores`), so the scheduler's
+placement cannot favour one of them:
 
 * L3 predictor p50 vs a no-op ``kserve.Model`` served by the same bootstrap (the framework's
   floor), at concurrency 1 and 8 -- target <= 1.3x;
@@ -20,6 +22,7 @@ the pickle). ``python -m bench serving`` or ``python -m bench.bench_serving``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pickle
@@ -133,6 +136,32 @@ def _interleaved(
     }
 
 
+@contextlib.contextmanager
+def _separate_cores(server_pids: list[int]):
+    """Every thread of the servers on the last CPU, this client on the others, meanwhile.
+
+    Left to the scheduler, one server may share the client's core for a whole run and
+    another not -- a difference of tens of percent at concurrency 1 that has nothing to do
+    with the servers. Yields whether the placement was made (it needs 2+ CPUs, Linux).
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        yield False
+        return
+    threads = [int(t) for pid in server_pids for t in os.listdir(f"/proc/{pid}/task")]
+    for tid in threads:
+        os.sched_setaffinity(tid, {cpus[-1]})
+    os.sched_setaffinity(0, set(cpus[:-1]))
+    try:
+        yield True
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+        for tid in threads:
+            # A worker thread may have ended meanwhile; the living get every CPU back.
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, set(cpus))
+
+
 async def _open_loop(
     port: int, path: str, body: bytes, rate: float, seconds: float
 ) -> dict[str, float]:
@@ -216,6 +245,7 @@ class Servers:
         self.root = root
         self.env = env
         self.processes: list[subprocess.Popen] = []
+        self.names: dict[str, int] = {}
 
     def start(
         self,
@@ -230,7 +260,12 @@ class Servers:
         component = Component(name, command[0], tuple(command[1:]), port, ready_path)
         process = spawn(component, self.root / "logs" / f"{name}.log", {**self.env, **(env or {})})
         self.processes.append(process)
+        self.names[name] = process.pid
         return wait_ready(component, process, self.root / "logs" / f"{name}.log", timeout_s=240)
+
+    def pid(self, name: str) -> int:
+        """The process id of the server started as ``name``."""
+        return self.names[name]
 
     def stop(self) -> None:
         from serving.launch import terminate
@@ -423,10 +458,14 @@ def bench_serving() -> dict[str, Any]:
 
             figures: dict[str, Any] = {}
             compared = {name: ports[name] for name in ("noop", "predictor", "naive")}
-            for concurrency in (1, 8):
-                n = 3000 if concurrency == 1 else 6000
-                for name, summary in _interleaved(compared, predict, rows, concurrency, n).items():
-                    figures[f"{name}_c{concurrency}"] = summary
+            pids = [servers.pid(name) for name in compared]
+            with _separate_cores(pids) as pinned:
+                for concurrency in (1, 8):
+                    n = 3000 if concurrency == 1 else 6000
+                    for name, summary in _interleaved(
+                        compared, predict, rows, concurrency, n
+                    ).items():
+                        figures[f"{name}_c{concurrency}"] = summary
             figures["chain_50rps"] = asyncio.run(
                 _open_loop(ports["transformer"], predict, raw, 50, 20)
             )
@@ -478,6 +517,7 @@ def bench_serving() -> dict[str, Any]:
         "targets": TARGETS,
         "figures": figures,
         "cpus": os.cpu_count(),
+        "compared_on_separate_cores": pinned,
     }
 
 

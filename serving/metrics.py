@@ -8,30 +8,22 @@ The collectors live in the process-wide default registry, as KServe's own do.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Iterable
+import bisect
+import itertools
+import threading
+from collections.abc import Iterator, Sequence
 
 import numpy as np
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
 
 #: Probability buckets: dense near 0 (most traffic) and around typical thresholds.
 SCORE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9, 0.95, 0.99, 1.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
-FRAUD_SCORE = Histogram(
-    "fraud_score", "Fraud probability of scored transactions", buckets=SCORE_BUCKETS
-)
-FRAUD_DECISIONS = Counter("fraud_decisions_total", "Decisions by outcome", ["decision"])
-FRAUD_PREDICTIONS = Counter(
-    "fraud_predictions_total", "Scored transactions by model version", ["model_version"]
-)
 FRAUD_REQUEST_ERRORS = Counter(
     "fraud_request_errors_total", "Requests answered with a 4xx/5xx, by status code", ["status"]
-)
-FRAUD_PREDICT_LATENCY = Histogram(
-    "fraud_predict_latency_seconds",
-    "Time to score one request (feature lookup + model), seconds",
-    buckets=LATENCY_BUCKETS,
 )
 FRAUD_MODEL_INFO = Gauge(
     "fraud_model_info", "The model version being served (value 1)", ["model_version", "alias"]
@@ -51,26 +43,100 @@ FRAUD_REGISTRY_UP = Gauge(
 )
 
 
-@functools.cache
-def _decision_counter(decision: str):
-    # labels() looks the child up under a lock on every call: once per decision is enough.
-    return FRAUD_DECISIONS.labels(decision=decision)
+class _Buckets:
+    """A histogram's counts per bucket (not yet cumulative) and sum."""
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one: above every bound (+Inf)
+        self.sum = 0.0
+
+    def add(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bucket (Prometheus's "le").
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        cumulative = list(itertools.accumulate(self.counts))
+        labels = [floatToGoString(b) for b in self.bounds] + ["+Inf"]
+        return HistogramMetricFamily(
+            name, documentation, buckets=list(zip(labels, cumulative)), sum_value=self.sum
+        )
 
 
-@functools.cache
-def _version_counter(model_version: str):
-    return FRAUD_PREDICTIONS.labels(model_version=model_version)
+class ScoringTally:
+    """The per-request model metrics as plain numbers, made into metric families at scrape.
+
+    prometheus_client's Histogram and Counter take a lock and several calls per update; a
+    request that scores one transaction made five such updates, which cost the predictor
+    more than walking its 300 trees once the request found that code cold in the cache.
+    Here a request takes one lock and bumps a few list and dict slots; Prometheus's scrape
+    builds the families (:meth:`collect`, called by the registry).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._scores = _Buckets(SCORE_BUCKETS)
+        self._latency = _Buckets(LATENCY_BUCKETS)
+        self._decisions: dict[str, int] = {}
+        self._versions: dict[str, int] = {}
+
+    def record(
+        self,
+        probabilities: Sequence[float],
+        decisions: Sequence[str],
+        model_version: str,
+        latency_s: float,
+    ) -> None:
+        """One scored request: its probabilities, decisions, model version and latency."""
+        with self._lock:  # scoring may run in worker threads (the L1/L2 apps)
+            for p in probabilities:
+                self._scores.add(p)
+            for decision in decisions:
+                self._decisions[decision] = self._decisions.get(decision, 0) + 1
+            self._versions[model_version] = self._versions.get(model_version, 0) + len(decisions)
+            self._latency.add(latency_s)
+
+    def record_latency(self, latency_s: float) -> None:
+        """One request's latency alone (the explainer: it explains, it does not score)."""
+        with self._lock:
+            self._latency.add(latency_s)
+
+    def collect(self) -> Iterator[Metric]:
+        """The families Prometheus scrapes (``fraud_score``, ``fraud_decisions_total``,
+        ``fraud_predictions_total``, ``fraud_predict_latency_seconds``)."""
+        with self._lock:
+            yield self._scores.family("fraud_score", "Fraud probability of scored transactions")
+            decisions = CounterMetricFamily(
+                "fraud_decisions", "Decisions by outcome", labels=["decision"]
+            )
+            for decision, count in sorted(self._decisions.items()):
+                decisions.add_metric([decision], count)
+            yield decisions
+            versions = CounterMetricFamily(
+                "fraud_predictions",
+                "Scored transactions by model version",
+                labels=["model_version"],
+            )
+            for version, count in sorted(self._versions.items()):
+                versions.add_metric([version], count)
+            yield versions
+            yield self._latency.family(
+                "fraud_predict_latency_seconds",
+                "Time to score one request (feature lookup + model), seconds",
+            )
 
 
-def observe_scores(probabilities: np.ndarray, decisions: Iterable[str], model_version: str) -> None:
-    """Record the scores and decisions of one request."""
-    for p in np.asarray(probabilities, dtype=float).tolist():
-        FRAUD_SCORE.observe(p)
-    count = 0
-    for decision in decisions:
-        _decision_counter(str(decision)).inc()
-        count += 1
-    _version_counter(model_version).inc(count)
+#: This process's tally, in the default registry beside KServe's own collectors.
+TALLY = ScoringTally()
+REGISTRY.register(TALLY)
+
+
+def observe_scores(
+    probabilities: Sequence[float], decisions: Sequence[str], model_version: str, latency_s: float
+) -> None:
+    """Record one scored request (plain floats and strings: ``ndarray.tolist()``)."""
+    TALLY.record(probabilities, decisions, model_version, latency_s)
 
 
 def observe_unknown(unknown_customer: np.ndarray, unknown_terminal: np.ndarray) -> None:

@@ -88,6 +88,14 @@ class FraudPredictor(HeldModel):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, bundle.predict_proba, matrix)
 
+    @staticmethod
+    def _decisions(bundle, probabilities: np.ndarray) -> tuple[list[float], list[str]]:
+        # Plain floats and strings from here on: every array operation on this path costs
+        # microseconds once the request finds numpy's code cold in the cache.
+        scores = probabilities.tolist()
+        decide = bundle.thresholds.decision
+        return scores, [decide(p) for p in scores]
+
     async def predict(
         self, payload: Any, headers: dict[str, str] | None = None, response_headers=None
     ) -> Any:
@@ -99,18 +107,17 @@ class FraudPredictor(HeldModel):
         bundle, matrix = payload["bundle"], payload["matrix"]
         probabilities = await self._probabilities(bundle, matrix)
         version = bundle.model_version or "local"
-        decisions = bundle.thresholds.decide(probabilities)
-        metrics.FRAUD_PREDICT_LATENCY.observe(time.perf_counter() - started)
-        metrics.observe_scores(probabilities, decisions, version)
+        scores, decisions = self._decisions(bundle, probabilities)
+        metrics.observe_scores(scores, decisions, version, time.perf_counter() - started)
         return {
             "predictions": [
                 {
-                    "fraud_probability": float(p),
-                    "decision": str(d),
+                    "fraud_probability": p,
+                    "decision": d,
                     "model_version": version,
                     "request_id": request_id,
                 }
-                for p, d in zip(probabilities.tolist(), decisions)
+                for p, d in zip(scores, decisions)
             ],
             "model_version": version,
             "request_id": request_id,
@@ -135,11 +142,10 @@ class FraudPredictor(HeldModel):
             ) from None
         matrix = parse_feature_tensor(array, bundle.feature_names, self.settings.max_batch_size)
         probabilities = await self._probabilities(bundle, matrix)
-        decisions = bundle.thresholds.decide(probabilities)
+        scores, decisions = self._decisions(bundle, probabilities)
         version = bundle.model_version or "local"
-        metrics.FRAUD_PREDICT_LATENCY.observe(time.perf_counter() - started)
-        metrics.observe_scores(probabilities, decisions, version)
-        n = len(probabilities)
+        metrics.observe_scores(scores, decisions, version, time.perf_counter() - started)
+        n = len(scores)
         return InferResponse(
             response_id=request.id or request_id,
             model_name=self.name,
@@ -148,7 +154,7 @@ class FraudPredictor(HeldModel):
                 InferOutput(
                     "fraud_probability", [n], "FP32", probabilities.astype(np.float32).tolist()
                 ),
-                InferOutput("decision", [n], "BYTES", [str(d) for d in decisions]),
+                InferOutput("decision", [n], "BYTES", decisions),
             ],
             parameters={"model_version": version},
         )

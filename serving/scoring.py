@@ -113,8 +113,9 @@ def record_outcome(
 ) -> None:
     """Metrics and prediction log of one scored request (``started``: ``perf_counter()``)."""
     latency = time.perf_counter() - started
-    metrics.FRAUD_PREDICT_LATENCY.observe(latency)
-    metrics.observe_scores(scores.probabilities, scores.decisions, scores.model_version)
+    metrics.observe_scores(
+        scores.probabilities.tolist(), scores.decisions.tolist(), scores.model_version, latency
+    )
     metrics.observe_unknown(batch.unknown_customer, batch.unknown_terminal)
     writer.write(prediction_records(batch, scores, request_id, latency * 1000, served_by))
 

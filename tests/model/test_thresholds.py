@@ -42,6 +42,13 @@ def test_decide_maps_probabilities_at_the_cut_offs() -> None:
     assert decisions.tolist() == ["APPROVE", "APPROVE", "REVIEW", "REVIEW", "DECLINE", "DECLINE"]
 
 
+def test_one_probability_decides_as_the_array_does() -> None:
+    # The servers' per-transaction path must never disagree with decide(), NaN included.
+    thresholds = Thresholds(review=0.3, decline=0.8)
+    p = np.array([0.0, 0.299, 0.3, np.nextafter(0.8, 0), 0.8, 1.0, np.nan])
+    assert [thresholds.decision(x) for x in p.tolist()] == thresholds.decide(p).tolist()
+
+
 def test_decline_must_be_above_review() -> None:
     with pytest.raises(ValueError, match="decline must be > review"):
         Thresholds(review=0.5, decline=0.5)

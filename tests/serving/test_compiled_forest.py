@@ -21,6 +21,7 @@ from serving.compiled_forest import (
     compile_forest,
     compiled_walk,
     flatten_trees,
+    layout_nodes,
     probe_rows,
 )
 from serving.model_source import ModelHolder
@@ -93,6 +94,45 @@ def test_probe_rows_sit_on_both_sides_of_every_threshold_and_are_missing() -> No
         cut = forest.threshold[node]
         assert (values == cut).any() and (values < cut).any() and (values > cut).any()
         assert np.isnan(values).any()
+
+
+def test_walk_layout_keeps_every_node_siblings_adjacent_and_leaves_still() -> None:
+    forest = flatten_trees(train({"max_depth": 7, "min_child_weight": 0}, rounds=15))
+    layout = layout_nodes(forest)
+    assert layout.nodes.shape == (len(forest.left), 2)
+    child = layout.nodes[:, 0] >> layout.shift
+    thresholds = layout.nodes[:, 1].view(np.float32)
+    is_leaf = np.isnan(thresholds)
+    assert is_leaf.sum() == (forest.left == -1).sum()
+    # A leaf points at itself; a split's children are two nodes side by side after it.
+    assert (child[is_leaf] == np.flatnonzero(is_leaf)).all()
+    splits = np.flatnonzero(~is_leaf)
+    assert (child[splits] > splits).all()
+    assert sorted(np.concatenate([child[splits], child[splits] + 1]).tolist()) == sorted(
+        set(range(len(child))) - set(layout.roots.tolist())
+    )
+    assert sorted(layout.leaf_value[is_leaf].tolist()) == sorted(
+        forest.leaf_value[forest.left == -1].tolist()
+    )
+    assert 1 <= layout.depth <= 7
+
+
+def test_trees_without_splits_score_their_leaf() -> None:
+    # gamma so high that no split pays: every tree is one leaf, the walk takes no step.
+    booster = train({"gamma": 1e12}, rounds=3)
+    compiled = compile_forest(booster)
+    assert compiled.layout.depth == 0
+    X, _ = fraud_like_rows(50, seed=3)
+    np.testing.assert_array_equal(
+        compiled.margins(X), booster.inplace_predict(X, predict_type="margin")
+    )
+
+
+def test_a_forest_too_large_for_32_bit_nodes_is_refused() -> None:
+    forest = flatten_trees(train({"max_depth": 3}, rounds=2))
+    # 2**28 features leave 2 bits of a node word for the child: only 4 nodes would fit.
+    with pytest.raises(UnsupportedBooster, match="exceed 32 bits"):
+        layout_nodes(replace(forest, n_features=2**28))
 
 
 def test_a_wrong_forest_is_caught_before_it_scores() -> None:

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import math
 import shutil
+import threading
 
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from features.definitions import FEATURE_NAMES
 from serving.errors import InvalidRequest
 from serving.explain import describe_feature, reason_text, top_reasons
 from serving.feature_rows import _row_values, parse_feature_rows
 from serving.launch import level_components
+from serving.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ScoringTally
 from serving.prediction_log import PredictionLogWriter, PredictionRecord, read_prediction_log
 from serving.schema import EXAMPLE_TRANSACTION, parse_tx_datetime, validate_transactions
 from serving.settings import ServingSettings
@@ -207,3 +211,64 @@ def test_prediction_log_rotates_by_size_and_survives_a_removed_folder(tmp_path) 
     logged = read_prediction_log(folder)
     assert logged["transaction_id"].tolist() == [12]
     assert logged["tx_amount"].iloc[0] == 10.0 and pd.isna(logged["terminal_risk_1d"].iloc[0])
+
+
+def _scraped(tally: ScoringTally) -> dict[tuple[str, tuple], float]:
+    registry = CollectorRegistry()
+    registry.register(tally)
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def test_scoring_tally_exports_prometheus_histograms_and_counters() -> None:
+    tally = ScoringTally()
+    # 0.01 sits exactly on a bound: Prometheus buckets are "less than or equal".
+    tally.record([0.0005, 0.01, 0.97], ["APPROVE", "APPROVE", "DECLINE"], "3", 0.0007)
+    tally.record([0.4], ["REVIEW"], "4", 2.0)
+    tally.record_latency(0.003)
+    scraped = _scraped(tally)
+    bucket = lambda name, le: scraped[(f"{name}_bucket", (("le", le),))]
+    assert bucket("fraud_score", "0.001") == 1
+    assert bucket("fraud_score", "0.01") == 2
+    assert bucket("fraud_score", "0.3") == 2
+    assert bucket("fraud_score", "0.5") == 3
+    assert bucket("fraud_score", "0.95") == 3
+    assert bucket("fraud_score", "0.99") == 4
+    assert bucket("fraud_score", "+Inf") == scraped[("fraud_score_count", ())] == 4
+    assert scraped[("fraud_score_sum", ())] == pytest.approx(0.0005 + 0.01 + 0.97 + 0.4)
+    assert scraped[("fraud_decisions_total", (("decision", "APPROVE"),))] == 2
+    assert scraped[("fraud_decisions_total", (("decision", "REVIEW"),))] == 1
+    assert scraped[("fraud_predictions_total", (("model_version", "3"),))] == 3
+    assert scraped[("fraud_predictions_total", (("model_version", "4"),))] == 1
+    assert bucket("fraud_predict_latency_seconds", "0.001") == 1
+    assert bucket("fraud_predict_latency_seconds", "0.005") == 2
+    # 2 s is above the largest bound: only in +Inf.
+    assert bucket("fraud_predict_latency_seconds", "1.0") == 2
+    assert scraped[("fraud_predict_latency_seconds_count", ())] == 3
+    assert len(SCORE_BUCKETS) + 1 == sum(k[0] == "fraud_score_bucket" for k in scraped)
+    assert len(LATENCY_BUCKETS) + 1 == sum(
+        k[0] == "fraud_predict_latency_seconds_bucket" for k in scraped
+    )
+
+
+def test_scoring_tally_loses_no_update_across_threads() -> None:
+    # The L1/L2 apps score in worker threads: every request must be counted.
+    tally = ScoringTally()
+
+    def score_many() -> None:
+        for _ in range(2_000):
+            tally.record([0.2], ["APPROVE"], "7", 0.001)
+
+    workers = [threading.Thread(target=score_many) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    scraped = _scraped(tally)
+    assert scraped[("fraud_predictions_total", (("model_version", "7"),))] == 8_000
+    assert scraped[("fraud_score_count", ())] == 8_000
+    assert scraped[("fraud_predict_latency_seconds_count", ())] == 8_000
