@@ -9,11 +9,11 @@ one transaction at a time, so that fixed cost *is* the predictor's latency.
 Here the trees are flattened into one 8-byte record per node (children, split feature,
 threshold, default direction; :class:`WalkLayout`) and walked by a numba-compiled loop
 that steps all trees a level at a time (:func:`_walk`), inline on the event loop for up
-to ``COMPILED_MAX_ROWS`` rows. It is used only where it
-reproduces XGBoost exactly -- a ``gbtree`` booster, ``binary:logistic``, numerical splits
--- and only after its scores matched ``inplace_predict`` on probe rows that sit on, just
-below and just above every split threshold, with missing values (see
-:func:`compile_forest`). Anything else keeps scoring with the booster.
+to ``COMPILED_MAX_ROWS`` rows. It is used only where it reproduces XGBoost exactly -- a
+``gbtree`` booster, ``binary:logistic``, numerical splits -- and only after its scores
+matched ``inplace_predict`` on probe rows that sit on, just below and just above every
+split threshold, with missing values (see :func:`compile_forest`). Anything else keeps
+scoring with the booster.
 
 The loop is compiled once per process (1-2 s, partly saved by numba's on-disk cache), so
 servers compile it in the background once the model is loaded, and the booster scores

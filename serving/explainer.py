@@ -89,7 +89,7 @@ class FraudExplainer(HeldModel):
                 )
             )
         self.audit.write(audit)
-        metrics.TALLY.record_latency(time.perf_counter() - started)
+        metrics.observe_latency(time.perf_counter() - started)
         return {"explanations": explanations, "model_version": version, "request_id": request_id}
 
     async def explain(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -139,6 +139,11 @@ def observe_scores(
     TALLY.record(probabilities, decisions, model_version, latency_s)
 
 
+def observe_latency(latency_s: float) -> None:
+    """Record the latency of a request that scored nothing (an explanation)."""
+    TALLY.record_latency(latency_s)
+
+
 def observe_unknown(unknown_customer: np.ndarray, unknown_terminal: np.ndarray) -> None:
     """Count transactions served with default (unknown-entity) features."""
     customers, terminals = int(np.sum(unknown_customer)), int(np.sum(unknown_terminal))
