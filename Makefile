@@ -130,11 +130,11 @@ ab: $(STAMP) ## A/B analysis of a 50/50 split's logged outcomes (significance, e
 
 .PHONY: report
 report: $(STAMP) ## One self-contained HTML run report (reports/run-report.html)
-	$(PY) -m fraudops.report
+	$(PY) -m tutorial.report
 
 .PHONY: lineage
 lineage: $(STAMP) ## Lineage of REQUEST_ID=… | VERSION=n | ALIAS=champion: run, commit, data hash, params, history
-	$(PY) -m training.lineage $(if $(REQUEST_ID),--request-id $(REQUEST_ID),$(if $(VERSION),--version $(VERSION),--alias $(or $(ALIAS),champion)))
+	$(PY) -m monitoring.lineage $(if $(REQUEST_ID),--request-id $(REQUEST_ID),$(if $(VERSION),--version $(VERSION),--alias $(or $(ALIAS),champion)))
 
 .PHONY: mlflow-ui
 mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
@@ -142,7 +142,7 @@ mlflow-ui: $(STAMP) ## Open the MLflow UI on http://127.0.0.1:5000
 
 .PHONY: demo
 demo: $(STAMP) ## The whole story on embedded defaults
-	$(PY) -m fraudops.demo
+	$(PY) -m tutorial.demo
 
 .PHONY: test
 test: $(STAMP) ## Run the test suite
@@ -162,8 +162,9 @@ ci-tools: ## Install the system tools the static checks use (promtool, offline a
 	bash .ci/npm-setup
 
 .PHONY: lint
-lint: $(STAMP) ## ruff over the code
+lint: $(STAMP) ## ruff over the code, and the layer contract (import-linter)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 .PHONY: clean
 clean: ## Remove generated data, registry and run files (keeps .venv)

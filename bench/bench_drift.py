@@ -58,7 +58,7 @@ def _register_champion(uri: str, root: Path, reference: pd.DataFrame) -> None:
     from mlflow import MlflowClient
 
     from features.definitions import FEATURE_NAMES
-    from training.bundle import (
+    from fraudops.bundle import (
         BUNDLE_ARTIFACT_PATH,
         MODEL_NAME,
         REFERENCE_ARTIFACT_PATH,
@@ -125,10 +125,10 @@ def _write_log(directory: Path, current: pd.DataFrame, scores: np.ndarray, versi
 def bench_drift(rows: int = DEFAULT_ROWS) -> dict[str, float | int | bool | str]:
     """Seconds of each drift-job phase on a ``rows``-record prediction log."""
     from features.definitions import FEATURE_NAMES
+    from fraudops.bundle import load_reference_sample, load_registered_bundle
     from fraudops.config import load_params
     from monitoring.drift import DriftJobConfig, detect_drift, run_drift_job
     from monitoring.window import champion_scores, load_prediction_window
-    from training.bundle import load_reference_sample, load_registered_bundle
 
     params = load_params()  # before FRAUD_PROJECT_ROOT points at the temporary root
     saved = {

@@ -286,13 +286,13 @@ def _build_world(root: Path) -> dict[str, Any]:
     """Transactions, Feast repo, the default-params model registered as champion, the pickle."""
     import xgboost
 
+    from fraudops.bundle import save_bundle
     from serving.sandbox import (
         build_feature_repo,
         register_bundle,
         synthetic_transactions,
         train_bundle,
     )
-    from training.bundle import save_bundle
 
     transactions = synthetic_transactions(n=20_000, n_customers=500, n_terminals=1_000, days=60)
     repo = build_feature_repo(root, transactions)

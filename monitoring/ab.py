@@ -30,11 +30,11 @@ import pandas as pd
 from scipy import stats
 
 from data.schema import TX_AMOUNT, TX_DATETIME, TX_FRAUD
+from fraudops.bundle import APPROVE
 from fraudops.config import ABParams, load_params
 from fraudops.paths import paths
 from monitoring.outputs import EXIT_OK, fail, json_ready
 from monitoring.window import MODEL_VERSION_COLUMN, MonitoringInputError, read_log
-from training.bundle import APPROVE
 
 Metric = Literal["recall", "false_alert_rate", "net_benefit"]
 BINARY_METRICS = ("recall", "false_alert_rate")

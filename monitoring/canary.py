@@ -37,11 +37,12 @@ import pandas as pd
 
 from data.files import write_json_atomic
 from data.schema import REQUEST_COLUMNS, TRANSACTION_ID, TX_DATETIME, TX_FRAUD
+from fraudops.bundle import APPROVE, MODEL_NAME
 from fraudops.config import CanaryParams, load_params
 from fraudops.paths import paths
+from fraudops.registry import mlflow_client
 from monitoring.outputs import EXIT_DRIFT, EXIT_OK, fail, json_ready, quiet_mlflow_downloads
 from serving.launch import Component, spawn, terminate, wait_ready
-from training.bundle import APPROVE, MODEL_NAME
 
 CHAMPION, CANDIDATE = "champion", "candidate"
 PROMOTE, ROLLBACK, HOLD = "promote", "rollback", "hold"
@@ -587,12 +588,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _tag_version(model_name: str, version: str, tags: dict[str, str]) -> None:
-    from mlflow import MlflowClient
-
-    from training.tracking import tracking_uri_or_default
-
-    uri = tracking_uri_or_default()
-    client = MlflowClient(uri, registry_uri=uri)
+    client, _ = mlflow_client(check=False)
     for key, value in tags.items():
         client.set_model_version_tag(model_name, version, key, value)
 

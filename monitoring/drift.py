@@ -22,6 +22,14 @@ from evidently.metrics import MissingValueCount, ValueDrift
 from evidently.presets import DataDriftPreset
 from evidently.tests import Reference, lte
 
+from fraudops.bundle import (
+    APPROVE,
+    MODEL_NAME,
+    SCORE_COLUMN,
+    ModelBundle,
+    load_reference_sample,
+    load_registered_bundle,
+)
 from fraudops.config import DriftParams, Params, load_params
 from fraudops.paths import paths
 from monitoring.outputs import (
@@ -34,9 +42,9 @@ from monitoring.outputs import (
     model_ref,
     publish,
     quiet_mlflow_downloads,
-    trigger_if_found,
 )
 from monitoring.prometheus import drift_gauges, exposition, push, pushgateway_url, write_textfile
+from monitoring.trigger import trigger_if_found
 from monitoring.window import (
     DECISION_COLUMN,
     MonitoringInputError,
@@ -47,14 +55,6 @@ from monitoring.window import (
     load_prediction_window,
     load_transaction_window,
     require_features,
-)
-from training.bundle import (
-    APPROVE,
-    MODEL_NAME,
-    SCORE_COLUMN,
-    ModelBundle,
-    load_reference_sample,
-    load_registered_bundle,
 )
 
 #: Signal names, as they appear in the JSON summary's ``signals`` list.

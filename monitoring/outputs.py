@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from data.files import write_json_atomic
-from training.bundle import MODEL_NAME
+from fraudops.bundle import MODEL_NAME
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -178,7 +178,8 @@ def publish(
 
     import mlflow
 
-    from training.tracking import configure_experiment, tracking_uri_or_default
+    from fraudops.registry import tracking_uri_or_default
+    from training.tracking import configure_experiment
 
     experiment_id = configure_experiment(tracking_uri_or_default(tracking_uri), experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=_run_name(summary)) as run:
@@ -224,17 +225,6 @@ def add_job_arguments(parser: argparse.ArgumentParser, job: str) -> None:
     )
     parser.add_argument("--trigger-mode", choices=("auto", "local", "github"), default="auto")
     parser.add_argument("--dry-run", action="store_true", help="trigger: print instead of acting")
-
-
-def trigger_if_found(summary: dict, args: argparse.Namespace, params) -> None:
-    """With ``--trigger`` and a finding, start retraining (local command or GitHub dispatch)."""
-    from monitoring.trigger import trigger_retrain
-
-    if args.trigger and summary["drift_detected"]:
-        outcome = trigger_retrain(
-            summary, params.monitor.trigger, mode=args.trigger_mode, dry_run=args.dry_run
-        )
-        print(f"retrain trigger: {outcome.action}: {outcome.detail}")
 
 
 def quiet_mlflow_downloads() -> None:

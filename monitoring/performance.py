@@ -23,8 +23,10 @@ from pathlib import Path
 import pandas as pd
 
 from data.schema import CUSTOMER_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME, TX_FRAUD
+from fraudops.bundle import MODEL_NAME, SCORE_COLUMN, ModelBundle, load_registered_bundle
 from fraudops.config import EvaluateParams, Params, PerformanceParams, load_params
 from fraudops.paths import paths
+from fraudops.registry import mlflow_client
 from monitoring.outputs import (
     EXIT_DRIFT,
     add_job_arguments,
@@ -35,7 +37,6 @@ from monitoring.outputs import (
     model_ref,
     publish,
     quiet_mlflow_downloads,
-    trigger_if_found,
 )
 from monitoring.prometheus import (
     exposition,
@@ -44,12 +45,12 @@ from monitoring.prometheus import (
     pushgateway_url,
     write_textfile,
 )
+from monitoring.trigger import trigger_if_found
 from monitoring.window import (
     MonitoringInputError,
     champion_scores,
     read_log,
 )
-from training.bundle import MODEL_NAME, SCORE_COLUMN, ModelBundle, load_registered_bundle
 
 PERFORMANCE_DROP = "performance_drop"
 #: The metric whose drop is the concept-drift signal (the registry compares models on it too).
@@ -146,12 +147,8 @@ def baseline_average_precision(bundle: ModelBundle, tracking_uri: str | None = N
     if recorded is not None:
         return float(recorded)
     if bundle.run_id:
-        from mlflow import MlflowClient
-
-        from training.tracking import tracking_uri_or_default
-
-        uri = tracking_uri_or_default(tracking_uri)
-        run = MlflowClient(uri).get_run(bundle.run_id)
+        client, _ = mlflow_client(tracking_uri, check=False)
+        run = client.get_run(bundle.run_id)
         if RUN_BASELINE_METRIC in run.data.metrics:
             return float(run.data.metrics[RUN_BASELINE_METRIC])
     raise MonitoringInputError(

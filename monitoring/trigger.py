@@ -260,6 +260,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def trigger_if_found(summary: dict, args: argparse.Namespace, params) -> None:
+    """With ``--trigger`` and a finding, start retraining (local command or GitHub dispatch)."""
+    if args.trigger and summary["drift_detected"]:
+        outcome = trigger_retrain(
+            summary, params.monitor.trigger, mode=args.trigger_mode, dry_run=args.dry_run
+        )
+        print(f"retrain trigger: {outcome.action}: {outcome.detail}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: 0 triggered or nothing to do, 2 on any failure."""
     args = _parser().parse_args(argv)

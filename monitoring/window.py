@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from data.schema import TRANSACTION_ID, TX_DATETIME
+from fraudops.bundle import SCORE_COLUMN, ModelBundle
 from fraudops.config import FeaturizeParams
-from training.bundle import SCORE_COLUMN, ModelBundle
 
 DECISION_COLUMN = "decision"
 MODEL_VERSION_COLUMN = "model_version"

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from training.bundle import ModelBundle
+from fraudops.bundle import ModelBundle
 
 _WINDOW = re.compile(r"^(customer|terminal)_(tx_count|mean_amount|risk)_(\d+)d$")
 _RATIO = re.compile(r"^customer_amount_ratio_(\d+)d$")

@@ -284,8 +284,8 @@ def port_free(port: int) -> bool:
 
 def export_level1_model(directory: Path) -> Path:
     """What the L1 image build does: resolve the alias and write the bundle to a folder."""
+    from fraudops.bundle import export_bundle
     from serving.settings import load_settings
-    from training.bundle import export_bundle
 
     settings = load_settings()
     try:

@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from fraudops.bundle import ModelBundle
+from fraudops.registry import ensure_reachable, mlflow_client
 from serving import metrics
 from serving.settings import ServingSettings
-from training.bundle import ModelBundle
 
 logger = logging.getLogger("serving.model")
 
@@ -92,28 +93,20 @@ class ModelHolder:
             return "none"
         return self.bundle.model_version or "local"
 
-    def _client(self):
-        from mlflow import MlflowClient
-
-        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-
     def alias_version(self) -> str:
         """The version the alias points at now (raises when the registry cannot say)."""
-        from training.tracking import ensure_reachable
-
         ensure_reachable(self.tracking_uri, timeout_s=self.settings.load_retry_seconds)
-        version = self._client().get_model_version_by_alias(
+        client, _ = mlflow_client(self.tracking_uri, check=False)
+        version = client.get_model_version_by_alias(
             self.settings.model_name, self.settings.model_alias
         )
         return str(version.version)
 
     def _read(self) -> ModelBundle:
-        from training.bundle import load_bundle, load_registered_bundle
+        from fraudops.bundle import load_bundle, load_registered_bundle
 
         if not self.uses_registry:
             return load_bundle(Path(self.settings.model_dir))
-        from training.tracking import ensure_reachable
-
         ensure_reachable(self.tracking_uri, timeout_s=self.settings.load_retry_seconds)
         return load_registered_bundle(
             self.settings.model_alias, self.settings.model_name, self.tracking_uri

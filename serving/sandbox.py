@@ -23,9 +23,9 @@ from data.schema import (
     TX_FRAUD,
     TX_FRAUD_SCENARIO,
 )
+from fraudops.bundle import BUNDLE_ARTIFACT_PATH, MODEL_NAME, ModelBundle, Thresholds, save_bundle
 from fraudops.config import FeaturizeParams, TrainParams, XGBoostParams
 from fraudops.paths import paths
-from training.bundle import BUNDLE_ARTIFACT_PATH, MODEL_NAME, ModelBundle, Thresholds, save_bundle
 
 
 def synthetic_transactions(

@@ -20,12 +20,12 @@ from pydantic import BaseModel
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME
 from features.definitions import FEATURE_NAMES
+from fraudops.bundle import Thresholds
 from serving import metrics
 from serving.errors import ModelUnavailable
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
 from serving.model_source import ModelHolder
 from serving.prediction_log import PredictionLogWriter, PredictionRecord
-from training.bundle import Thresholds
 
 REQUEST_ID_HEADER = "x-request-id"
 

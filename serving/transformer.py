@@ -23,6 +23,7 @@ import kserve
 import orjson
 
 from features.definitions import FEATURE_NAMES
+from fraudops.bundle import Thresholds
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
 from serving.prediction_log import PredictionLogWriter
@@ -36,7 +37,6 @@ from serving.scoring import (
     request_id_from,
 )
 from serving.settings import ServingSettings, load_settings
-from training.bundle import Thresholds
 
 logger = logging.getLogger("serving.transformer")
 

@@ -2,5 +2,6 @@
 
 Entry points: ``training.run`` (the stage: train -> evaluate -> gate -> register -> promote),
 ``training.promote``, ``training.rollback``, ``training.show``. Serving and monitoring use
-``training.bundle`` (``load_registered_bundle``, ``load_bundle``, ``load_reference_sample``).
+the model contract in the floor, ``fraudops.bundle`` (``load_registered_bundle``, ``load_bundle``,
+``load_reference_sample``).
 """

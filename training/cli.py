@@ -12,8 +12,9 @@ def run_cli(main: Callable[[], int | None]) -> int:
     from mlflow.exceptions import MlflowException
 
     from fraudops.config import ConfigError
+    from fraudops.registry import RegistryUnavailableError
     from training.evaluate import EvaluationError
-    from training.register import RegistryError, RegistryUnavailableError
+    from training.register import RegistryError
     from training.split import SplitError
     from training.train import TrainingError
 

@@ -14,8 +14,8 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from sklearn.pipeline import Pipeline
 
 from data.schema import CUSTOMER_ID, TX_AMOUNT, TX_DATETIME, TX_FRAUD
+from fraudops.bundle import APPROVE, DECLINE, REVIEW, ModelBundle, Thresholds
 from fraudops.config import EvaluateParams, Params
-from training.bundle import APPROVE, DECLINE, REVIEW, ModelBundle, Thresholds
 from training.metrics import fraud_metrics
 from training.train import baseline_scores, feature_matrix
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.bundle import MODEL_NAME
+from fraudops.bundle import MODEL_NAME
 from training.cli import run_cli
 
 

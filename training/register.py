@@ -18,15 +18,11 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from fraudops.bundle import MODEL_NAME, ModelBundle, load_run_bundle
 from fraudops.config import Params, RegisterParams
-from training.bundle import MODEL_NAME, ModelBundle, load_run_bundle
+from fraudops.registry import RegistryUnavailableError, mlflow_client
 from training.evaluate import EvaluationError, evaluate_bundle
-from training.tracking import (
-    MODEL_ID_TAG,
-    RegistryUnavailableError,
-    ensure_reachable,
-    tracking_uri_or_default,
-)
+from training.tracking import MODEL_ID_TAG
 
 CHAMPION, CANDIDATE = "champion", "candidate"
 HISTORY_TAG = "champion_history"
@@ -147,15 +143,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _client(tracking_uri: str | None):
-    """A client on a reachable registry (fails fast, naming the URI, before any change)."""
-    from mlflow import MlflowClient
-
-    uri = tracking_uri_or_default(tracking_uri)
-    ensure_reachable(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
-
-
 def _alias_version(client, model_name: str, alias: str) -> str | None:
     from mlflow.exceptions import MlflowException
 
@@ -169,13 +156,13 @@ def current_version(
     alias: str = CHAMPION, model_name: str = MODEL_NAME, tracking_uri: str | None = None
 ) -> str | None:
     """Version an alias points to, or None when the alias (or the model) does not exist."""
-    client, _ = _client(tracking_uri)
+    client, _ = mlflow_client(tracking_uri)
     return _alias_version(client, model_name, alias)
 
 
 def champion_history(model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> list[dict]:
     """Every recorded move of ``@champion``, oldest first."""
-    client, _ = _client(tracking_uri)
+    client, _ = mlflow_client(tracking_uri)
     return _history(client, model_name)
 
 
@@ -246,7 +233,7 @@ def register_candidate(
     """Register the run's XGBoost model as a new version and point ``@candidate`` at it."""
     from mlflow.exceptions import MlflowException
 
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     try:
         run = client.get_run(run_id)
     except MlflowException:
@@ -313,7 +300,7 @@ def challenge_champion(
     wins when its average precision beats the champion's by at least
     ``register.promote_margin``.
     """
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     return _challenge(client, uri, candidate, test_df, params)
 
 
@@ -374,7 +361,7 @@ def promote_if_better(
     A losing candidate keeps ``@candidate`` and the champion stays where it is: a normal,
     successful outcome.
     """
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     model_name = params.register_.model_name
     candidate_version = str(candidate_version)
     run_id = client.get_model_version(model_name, candidate_version).run_id
@@ -401,7 +388,7 @@ def promote(
     reason: str = "manual promotion",
 ) -> ChampionChange:
     """Move ``@champion`` to ``version`` (default: the ``@candidate`` version), recorded."""
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     if version is None:
         version = _alias_version(client, model_name, CANDIDATE)
         if version is None:
@@ -425,7 +412,7 @@ def rollback(
     """Move ``@champion`` back to the version it replaced, in one call."""
     from mlflow.exceptions import MlflowException
 
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     current = _alias_version(client, model_name, CHAMPION)
     if current is None:
         raise NoPreviousChampionError(

@@ -12,7 +12,7 @@ normal outcome: the run still succeeds.
 Directory layouts shared by the steps:
 
 - ``train_step(out_dir)``: ``bundle/`` (model.ubj + bundle.json, loadable with
-  ``training.bundle.load_bundle``), ``baseline/`` (baseline.joblib + thresholds.json),
+  ``fraudops.bundle.load_bundle``), ``baseline/`` (baseline.joblib + thresholds.json),
   ``reference_sample.parquet``.
 - ``evaluate_step(out_dir)``: ``evaluation.json`` (``candidate`` / ``baseline`` metrics on the
   test window) and ``test_scores.parquet`` (labels + both models' scores); ``write_decision``
@@ -33,9 +33,10 @@ import joblib
 import pandas as pd
 
 from data.schema import CUSTOMER_ID, TX_AMOUNT, TX_DATETIME, TX_FRAUD
+from fraudops.bundle import MODEL_NAME, Thresholds, load_bundle, save_bundle
 from fraudops.config import Params, load_params
 from fraudops.paths import paths
-from training.bundle import MODEL_NAME, Thresholds, load_bundle, save_bundle
+from fraudops.registry import tracking_uri_or_default
 from training.cli import run_cli
 from training.evaluate import (
     decision_counts,
@@ -61,7 +62,6 @@ from training.tracking import (
     CANDIDATE_SCORE,
     lineage,
     log_training_run,
-    tracking_uri_or_default,
 )
 from training.train import TrainingError, baseline_scores, feature_matrix, train_models
 

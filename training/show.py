@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from training.bundle import MODEL_NAME
+from fraudops.bundle import MODEL_NAME
 from training.cli import run_cli
 from training.run import SUMMARY_METRICS
 
@@ -17,7 +17,7 @@ def describe_champion(
     model_name: str = MODEL_NAME, tracking_uri: str | None = None, history: int = 5
 ) -> str:
     """A few lines: champion version, run, thresholds, test metrics, lineage, last moves."""
-    from training.bundle import load_registered_bundle
+    from fraudops.bundle import load_registered_bundle
     from training.register import CANDIDATE, champion_history, current_version
 
     bundle = load_registered_bundle("champion", model_name, tracking_uri)

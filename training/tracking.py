@@ -22,9 +22,7 @@ import pandas as pd
 import yaml
 
 from data.schema import TX_FRAUD
-from fraudops.config import Params, mlflow_tracking_uri
-from fraudops.paths import paths
-from training.bundle import (
+from fraudops.bundle import (
     BUNDLE_ARTIFACT_PATH,
     MODEL_NAME,
     REFERENCE_ARTIFACT_PATH,
@@ -32,6 +30,9 @@ from training.bundle import (
     ModelBundle,
     save_bundle,
 )
+from fraudops.config import Params
+from fraudops.paths import paths
+from fraudops.registry import ensure_reachable, tracking_uri_or_default
 
 EXPERIMENT_NAME = MODEL_NAME
 #: Name of the XGBoost-flavour model inside the run (``runs:/<run_id>/model``).
@@ -39,58 +40,6 @@ MODEL_ARTIFACT_NAME = "model"
 #: Run tag holding the logged model's id, so registration needs no search.
 MODEL_ID_TAG = "fraudops.model_id"
 CANDIDATE_SCORE, BASELINE_SCORE = "candidate_score", "baseline_score"
-
-
-class RegistryUnavailableError(RuntimeError):
-    """The MLflow tracking server / registry cannot be reached; nothing was changed."""
-
-
-def tracking_uri_or_default(tracking_uri: str | None = None) -> str:
-    """The URI to use: the explicit one, else ``fraudops.config.mlflow_tracking_uri()``."""
-    return tracking_uri or mlflow_tracking_uri()
-
-
-def ensure_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail fast with the URI in the message when the tracking store does not answer.
-
-    MLflow itself retries for minutes (HTTP backoff, SQLAlchemy engine retries) before
-    failing; a pipeline step should stop at once and say where it tried to go.
-    """
-    import requests
-    import sqlalchemy.exc
-
-    scheme = urlparse(tracking_uri).scheme.lower()
-    try:
-        if scheme in ("http", "https"):
-            response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout_s)
-            response.raise_for_status()
-        elif scheme and scheme not in ("sqlite", "file", "databricks") and len(scheme) > 1:
-            engine = sqlalchemy.create_engine(
-                tracking_uri, connect_args=_connect_timeout(scheme, timeout_s)
-            )
-            try:
-                with engine.connect():
-                    pass
-            finally:
-                engine.dispose()
-    except ImportError as exc:
-        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3; the project pins psycopg2.
-        raise RegistryUnavailableError(
-            f"MLflow registry at {tracking_uri} is unreachable: database driver missing ({exc}); "
-            "for PostgreSQL use postgresql+psycopg2://"
-        ) from None
-    except (requests.RequestException, sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RegistryUnavailableError(
-            f"MLflow registry at {tracking_uri} is unreachable: {detail}"
-        ) from None
-
-
-def _connect_timeout(scheme: str, timeout_s: float) -> dict:
-    # Without a connect timeout a firewalled database host hangs the probe for minutes.
-    if scheme.startswith(("postgresql", "mysql")):
-        return {"connect_timeout": max(1, int(timeout_s))}
-    return {}
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:

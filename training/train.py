@@ -19,8 +19,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from data.schema import TX_AMOUNT, TX_DATETIME, TX_FRAUD
+from fraudops.bundle import SCORE_COLUMN, ModelBundle, Thresholds
 from fraudops.config import Params, TrainParams
-from training.bundle import SCORE_COLUMN, ModelBundle, Thresholds
 from training.metrics import net_benefit_curve
 from training.split import TimeSplit, split_by_time
 

@@ -2,7 +2,7 @@
 #
 #   python -m serving.launch level1          # (or make level1) exports the champion to
 #                                            # run/serving/level1-model, or in CI/KFP:
-#   python -c "from training.bundle import export_bundle; export_bundle('model')"
+#   python -c "from fraudops.bundle import export_bundle; export_bundle('model')"
 #   docker build -f serving/docker/level1.Dockerfile --build-context model=<exported dir> \
 #       -t ghcr.io/OWNER/fraud-mlops-level1:<tag> .
 #

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.bundle import load_bundle, save_bundle
+from fraudops.bundle import load_bundle, save_bundle
 from training.train import TrainingResult, feature_matrix
 
 

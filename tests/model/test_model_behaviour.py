@@ -12,8 +12,8 @@ import pytest
 
 from data.schema import TX_AMOUNT
 from features.definitions import FEATURE_NAMES
+from fraudops.bundle import APPROVE, DECLINE, REVIEW
 from fraudops.config import Params
-from training.bundle import APPROVE, DECLINE, REVIEW
 from training.evaluate import evaluate_baseline, evaluate_bundle
 from training.train import TrainingError, TrainingResult, feature_matrix, train_models
 

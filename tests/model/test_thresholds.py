@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.bundle import Thresholds
+from fraudops.bundle import Thresholds
 from training.train import choose_thresholds
 
 Y = np.array([1, 0, 1, 0])

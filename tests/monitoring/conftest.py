@@ -18,10 +18,10 @@ import pytest
 
 from data.simulate import simulate_next_days, simulate_transactions
 from features.definitions import build_training_set, compute_entity_features
+from fraudops.bundle import SCORE_COLUMN, ModelBundle
 from fraudops.config import DriftScenario, Params
 from monitoring.window import champion_scores, transaction_features
 from serving.prediction_log import PredictionLogWriter, PredictionRecord
-from training.bundle import SCORE_COLUMN, ModelBundle
 from training.train import train_models
 
 #: 40 burn-in + 21 train + 7 gap + 7 test = 75 days: large enough that held-out traffic of
@@ -105,7 +105,7 @@ class Registry:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, world: World) -> Registry:
     """The training stage run into a fresh registry: version 1 becomes @champion."""
-    from training.bundle import load_reference_sample, load_registered_bundle
+    from fraudops.bundle import load_reference_sample, load_registered_bundle
     from training.run import run_training
 
     root = tmp_path_factory.mktemp("monitoring-project")

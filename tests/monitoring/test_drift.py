@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fraudops.bundle import SCORE_COLUMN
 from monitoring.drift import (
     ALL_MISSING,
     DATA_DRIFT,
@@ -23,7 +24,6 @@ from monitoring.drift import (
 )
 from monitoring.window import MonitoringInputError, bounded_sample
 from tests.monitoring.conftest import World
-from training.bundle import SCORE_COLUMN
 
 
 def test_no_drift_on_held_out_traffic_of_the_same_process(world: World) -> None:

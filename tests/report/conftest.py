@@ -25,12 +25,12 @@ import yaml
 
 from data.files import write_json_atomic, write_parquet_atomic
 from data.schema import TRANSACTION_COLUMNS, TRANSACTION_ID, TX_FRAUD
+from fraudops.bundle import SCORE_COLUMN, ModelBundle, load_run_bundle
 from fraudops.config import Params
 from fraudops.paths import Paths, paths
 from tests.model.mlflow_store import fresh_sqlite_store, migrated_store_template
 from tests.model.synthetic import WEAK_XGBOOST, small_params, synthetic_training_set
 from tests.monitoring.conftest import write_prediction_log
-from training.bundle import SCORE_COLUMN, ModelBundle, load_run_bundle
 
 MODEL = "fraud-detector"
 #: Requests ``req-{i}`` with ``i % CANDIDATE_EVERY == CANDIDATE_EVERY - 1`` went to v2.

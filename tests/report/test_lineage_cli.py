@@ -1,4 +1,4 @@
-"""``python -m training.lineage``: request id / version / alias -> run -> commit -> data."""
+"""``python -m monitoring.lineage``: request id / version / alias -> run -> commit -> data."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
+from monitoring import lineage
 from serving.prediction_log import read_prediction_log
 from tests.report.conftest import CANDIDATE_EVERY, Project
-from training import lineage
 
 
 def run_lineage(project: Project, capsys: pytest.CaptureFixture[str], *args: str):
@@ -88,7 +88,7 @@ def test_unknown_version_and_alias_exit_1_with_one_line(
 
 def test_unknown_request_id_exits_1_with_one_readable_line(project: Project) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "training.lineage", "--request-id", "req-does-not-exist"],
+        [sys.executable, "-m", "monitoring.lineage", "--request-id", "req-does-not-exist"],
         env={**os.environ, **project.env()},
         check=False,
         capture_output=True,

@@ -11,13 +11,13 @@ from urllib.parse import unquote, urlparse
 import pytest
 from mlflow import MlflowClient
 
-from fraudops import report
-from fraudops.report import Missing, Reason
 from serving.explain import AuditRecord
 from serving.prediction_log import PredictionLogWriter
 from tests.model.mlflow_store import fresh_sqlite_store
 from tests.report.browser import HeadlessChromium
 from tests.report.conftest import MODEL, Project
+from tutorial import report
+from tutorial.report import Missing, Reason
 
 SECTION_HEADINGS = [
     "Data",

@@ -22,6 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from fraudops.bundle import ModelBundle, export_bundle
 from serving.launch import Component, kserve_ready_path, spawn, terminate, wait_ready
 from serving.sandbox import (
     build_feature_repo,
@@ -29,7 +30,6 @@ from serving.sandbox import (
     synthetic_transactions,
     train_bundle,
 )
-from training.bundle import ModelBundle, export_bundle
 
 MODEL = "fraud-detector"
 MAX_BATCH = 16

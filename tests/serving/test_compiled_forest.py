@@ -12,6 +12,7 @@ import pytest
 import xgboost
 from prometheus_client import REGISTRY
 
+from fraudops.bundle import ModelBundle, Thresholds, save_bundle
 from serving.compiled_forest import (
     COMPILED_MAX_ROWS,
     CompiledForest,
@@ -26,7 +27,6 @@ from serving.compiled_forest import (
 )
 from serving.model_source import ModelHolder
 from serving.settings import ServingSettings
-from training.bundle import ModelBundle, Thresholds, save_bundle
 
 N_FEATURES = 6
 

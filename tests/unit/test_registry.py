@@ -10,9 +10,9 @@ import pytest
 from mlflow import MlflowClient
 
 from features.definitions import FEATURE_NAMES
+from fraudops.bundle import load_reference_sample, load_registered_bundle
 from tests.model.mlflow_store import fresh_sqlite_store, migrated_store_template
 from tests.model.synthetic import WEAK_XGBOOST, small_params, write_training_set
-from training.bundle import load_reference_sample, load_registered_bundle
 from training.register import (
     NoPreviousChampionError,
     RegistryUnavailableError,

@@ -21,8 +21,8 @@ import psycopg2
 import pytest
 import requests
 
+from fraudops.bundle import load_reference_sample, load_registered_bundle
 from tests.model.synthetic import WEAK_XGBOOST, small_params, write_training_set
-from training.bundle import load_reference_sample, load_registered_bundle
 from training.register import champion_history, current_version, rollback
 from training.run import run_training
 

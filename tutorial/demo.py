@@ -255,7 +255,7 @@ def run_demo(root: Path) -> None:
         return "servers stopped"
 
     def where() -> str:
-        demo.sh(py, "-m", "fraudops.report", quiet=True)
+        demo.sh(py, "-m", "tutorial.report", quiet=True)
         print(f"  run report:     {root / 'reports' / 'run-report.html'}")
         print(f"  MLflow UI:      make mlflow-ui  (tracking URI {mlflow_tracking_uri()})")
         print(f"  drift reports:  {root / 'reports' / 'drift'}")

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 import xgboost
 
+from fraudops.registry import mlflow_client
+
 #: Decisions, in increasing severity; ``Thresholds.decide`` is the only place they are made.
 APPROVE, REVIEW, DECLINE = "APPROVE", "REVIEW", "DECLINE"
 _DECISIONS = np.array([APPROVE, REVIEW, DECLINE], dtype=object)
@@ -137,15 +139,6 @@ def load_bundle(directory: Path) -> ModelBundle:
     )
 
 
-def _client(tracking_uri: str | None):
-    from mlflow import MlflowClient
-
-    from fraudops.config import mlflow_tracking_uri
-
-    uri = tracking_uri or mlflow_tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
-
-
 def _version_by_alias(client, model_name: str, alias: str, uri: str):
     from mlflow.exceptions import MlflowException
 
@@ -161,7 +154,7 @@ def load_registered_bundle(
     alias: str = "champion", model_name: str = MODEL_NAME, tracking_uri: str | None = None
 ) -> ModelBundle:
     """Resolve ``models:/<model_name>@<alias>`` and load its bundle (never by version number)."""
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri, check=False)
     version = _version_by_alias(client, model_name, alias, uri)
     bundle = load_run_bundle(version.run_id, uri)
     return replace(bundle, model_version=str(version.version))
@@ -171,7 +164,7 @@ def load_run_bundle(run_id: str, tracking_uri: str | None = None) -> ModelBundle
     """The bundle a training run logged under ``bundle/`` (the registry resolves versions to runs)."""
     import mlflow.artifacts
 
-    _, uri = _client(tracking_uri)
+    _, uri = mlflow_client(tracking_uri, check=False)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(
             run_id=run_id,
@@ -199,7 +192,7 @@ def load_reference_sample(
     """The training reference sample (features + ``fraud_probability`` + ``tx_datetime``)."""
     import mlflow.artifacts
 
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri, check=False)
     version = _version_by_alias(client, model_name, alias, uri)
     with tempfile.TemporaryDirectory() as tmp:
         local = mlflow.artifacts.download_artifacts(

@@ -1,4 +1,4 @@
-"""``python -m fraudops.report`` (``make report``): the run report, one self-contained HTML page.
+"""``python -m tutorial.report`` (``make report``): the run report, one self-contained HTML page.
 
 It gathers from the real sources -- the validated-data summary, the MLflow registry
 (``@champion`` / ``@candidate`` runs: test metrics, thresholds, lineage tags, the champion's
@@ -54,8 +54,8 @@ class RegistryFacts:
 
     model_name: str
     tracking_uri: str
-    champion: Any  # training.lineage.VersionLineage | None
-    candidate: Any  # training.lineage.VersionLineage | None
+    champion: Any  # monitoring.lineage.VersionLineage | None
+    candidate: Any  # monitoring.lineage.VersionLineage | None
     history: list[dict] = field(default_factory=list)
     #: decision thresholds per version (from the bundle the run logged)
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -215,7 +215,7 @@ def gather_registry(model_name: str, tracking_uri: str) -> RegistryFacts | Missi
     """``@champion`` / ``@candidate`` lineage and the champion's promotion history."""
     from mlflow.exceptions import MlflowException
 
-    from training.lineage import LineageError, promotion_history, version_lineage
+    from monitoring.lineage import LineageError, promotion_history, version_lineage
     from training.register import CANDIDATE, CHAMPION, RegistryUnavailableError, current_version
 
     try:
@@ -242,7 +242,7 @@ def load_bundles(registry: RegistryFacts | Missing) -> dict[str, Any]:
     """The logged bundle of each compared version (champion first), keyed by version."""
     from dataclasses import replace
 
-    from training.bundle import load_run_bundle
+    from fraudops.bundle import load_run_bundle
 
     if isinstance(registry, Missing):
         return {}
@@ -395,7 +395,7 @@ def _reasons(raw: Sequence[dict]) -> tuple[Reason, ...]:
 
 def latest_audit_record(audit_dir: Path) -> tuple[dict, Path] | None:
     """The newest explanation in the audit log, preferring a flagged (non-APPROVE) one."""
-    from training.bundle import APPROVE
+    from fraudops.bundle import APPROVE
 
     files = sorted(Path(audit_dir).glob("audit-*.jsonl")) if Path(audit_dir).is_dir() else []
     newest: tuple[dict, Path] | None = None
@@ -449,7 +449,7 @@ def gather_explanation(
     prediction log; without traffic, the highest-scored transaction of its training
     reference sample (``reference_loader()``).
     """
-    from training.bundle import APPROVE, SCORE_COLUMN
+    from fraudops.bundle import APPROVE, SCORE_COLUMN
 
     audited = latest_audit_record(audit_dir)
     if audited is not None:
@@ -556,7 +556,7 @@ def gather_report(
 
     from mlflow.exceptions import MlflowException
 
-    from training.bundle import load_reference_sample
+    from fraudops.bundle import load_reference_sample
 
     registry = gather_registry(model_name, tracking_uri)
     try:
@@ -1017,7 +1017,7 @@ def render_lineage(registry: RegistryFacts | Missing) -> str:
         + "<h3>@champion promotion history</h3>"
         + history
         + '<p class="source">per request: <code>make lineage REQUEST_ID=…</code> '
-        "(<code>python -m training.lineage --request-id …</code>)</p>"
+        "(<code>python -m monitoring.lineage --request-id …</code>)</p>"
     )
     return _section("lineage", "Lineage", body)
 
@@ -1134,12 +1134,12 @@ def missing_sections(report: RunReport) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Gather, render and write the report; print where it went and what was missing."""
+    from fraudops.bundle import MODEL_NAME
     from fraudops.config import ConfigError, load_params, mlflow_tracking_uri
     from serving.settings import load_settings
-    from training.bundle import MODEL_NAME
 
     parser = argparse.ArgumentParser(
-        prog="python -m fraudops.report", description=__doc__.splitlines()[0]
+        prog="python -m tutorial.report", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", type=Path, help="default: reports/run-report.html")
     parser.add_argument("--model-name", default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME))

@@ -1,9 +1,9 @@
-"""``python -m training.lineage``: where a decision or a model came from, end to end.
+"""``python -m monitoring.lineage``: where a decision or a model came from, end to end.
 
 Given a request id from the prediction log, a registry version or an alias, it walks
 model version -> MLflow run -> git commit -> DVC data hash -> params, and prints the
 promotion history of ``@champion`` (who or what moved it, when, and why). The same typed
-facts feed the run report (``fraudops.report``).
+facts feed the run report (``tutorial.report``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from training.bundle import MODEL_NAME
+from fraudops.bundle import MODEL_NAME
+from fraudops.registry import mlflow_client
 from training.cli import run_cli
 
 #: Run tags written by ``training.tracking.log_training_run`` (the lineage facts).
@@ -102,16 +103,6 @@ def find_request(request_id: str, log_dir: Path) -> list[RequestTrace]:
     ]
 
 
-def _client(tracking_uri: str | None):
-    from mlflow import MlflowClient
-
-    from training.tracking import ensure_reachable, tracking_uri_or_default
-
-    uri = tracking_uri_or_default(tracking_uri)
-    ensure_reachable(uri)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri), uri
-
-
 def _iso_from_millis(millis: int | None) -> str:
     if not millis:
         return UNKNOWN
@@ -122,7 +113,7 @@ def alias_version(alias: str, model_name: str = MODEL_NAME, tracking_uri: str | 
     """The version ``models:/<model_name>@<alias>`` points to; LineageError if none."""
     from mlflow.exceptions import MlflowException
 
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     try:
         return str(client.get_model_version_by_alias(model_name, alias).version)
     except MlflowException:
@@ -137,7 +128,7 @@ def version_lineage(
     """Registry version -> run -> lineage tags, params and test metrics."""
     from mlflow.exceptions import MlflowException
 
-    client, uri = _client(tracking_uri)
+    client, uri = mlflow_client(tracking_uri)
     try:
         model_version = client.get_model_version(model_name, str(version))
     except MlflowException:
@@ -278,7 +269,7 @@ def trace(
 def main(argv: list[str] | None = None) -> int:
     """Print the lineage of a request id, a version or an alias; exit 1 if unknown."""
     parser = argparse.ArgumentParser(
-        prog="python -m training.lineage", description=__doc__.splitlines()[0]
+        prog="python -m monitoring.lineage", description=__doc__.splitlines()[0]
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--request-id", help="a request id from the prediction log")
