@@ -9,7 +9,8 @@ p-value dips under alpha inflates false positives. Once reached, one test:
   ``false_alert_rate`` (a genuine payment was) -- a two-proportion z-test (pooled standard
   error), a Wald confidence interval for the difference and Cohen's h;
 * ``net_benefit`` per transaction (fraud amount caught minus the review cost of each alert)
-  -- Welch's t-test, a Welch-Satterthwaite interval and Cohen's d.
+  -- Welch's t-test and its Welch-Satterthwaite interval (``scipy.stats.ttest_ind``) and
+  Cohen's d.
 
 Outcomes are what each arm served (its logged decisions) on transactions whose labels
 have matured. ``python -m monitoring.ab --predictions DIR --labels FILE [--metric ...]``.
@@ -33,7 +34,8 @@ from data.schema import TX_AMOUNT, TX_DATETIME, TX_FRAUD
 from fraudops.bundle import APPROVE
 from fraudops.config import ABParams, load_params
 from fraudops.paths import paths
-from monitoring.outputs import EXIT_OK, fail, json_ready
+from monitoring.outputs import EXIT_OK, default_prediction_log_dir, fail, json_ready
+from monitoring.performance import matured_predictions, read_labels
 from monitoring.window import MODEL_VERSION_COLUMN, MonitoringInputError, read_log
 
 Metric = Literal["recall", "false_alert_rate", "net_benefit"]
@@ -127,21 +129,24 @@ def two_proportion_z_test(
 
 
 def welch_t_test(control: np.ndarray, treatment: np.ndarray, alpha: float) -> TestResult:
-    """Welch's unequal-variance t-test, Welch-Satterthwaite interval, Cohen's d (pooled SD)."""
+    """Welch's unequal-variance t-test, Welch-Satterthwaite interval, Cohen's d (pooled SD).
+
+    scipy does the test and the interval; two constant arms (no variance at all) have no
+    t statistic, and are reported as no evidence (t 0, p 1, the interval the difference).
+    """
     a, b = np.asarray(control, dtype=float), np.asarray(treatment, dtype=float)
     if min(a.size, b.size) < 2:
         raise ValueError("welch_t_test: each arm needs at least two observations")
     var_a, var_b = a.var(ddof=1), b.var(ddof=1)
-    se = math.sqrt(var_a / a.size + var_b / b.size)
     difference = float(b.mean() - a.mean())
-    df = (
-        se**4 / ((var_a / a.size) ** 2 / (a.size - 1) + (var_b / b.size) ** 2 / (b.size - 1))
-        if se > 0
-        else float(a.size + b.size - 2)
-    )
-    t = difference / se if se > 0 else 0.0
-    p_value = float(2 * stats.t.sf(abs(t), df))
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    if var_a / a.size + var_b / b.size > 0:
+        # Treatment first: scipy's statistic and interval are of the first minus the second.
+        welch = stats.ttest_ind(b, a, equal_var=False)
+        interval = welch.confidence_interval(confidence_level=1 - alpha)
+        t, p_value = float(welch.statistic), float(welch.pvalue)
+        ci_low, ci_high = float(interval.low), float(interval.high)
+    else:
+        t, p_value, ci_low, ci_high = 0.0, 1.0, difference, difference
     pooled_sd = math.sqrt(((a.size - 1) * var_a + (b.size - 1) * var_b) / (a.size + b.size - 2))
     d = difference / pooled_sd if pooled_sd > 0 else 0.0
     return TestResult(
@@ -149,8 +154,8 @@ def welch_t_test(control: np.ndarray, treatment: np.ndarray, alpha: float) -> Te
         float(a.mean()),
         float(b.mean()),
         difference,
-        difference - half,
-        difference + half,
+        ci_low,
+        ci_high,
         t,
         p_value,
         d,
@@ -267,8 +272,6 @@ def load_outcomes(
     predictions: Path | str, labels: Path, as_of: str | None, delay_days: int
 ) -> pd.DataFrame:
     """Served decisions joined with matured labels (same maturity rule as the performance job)."""
-    from monitoring.performance import matured_predictions, read_labels
-
     label_frame = read_labels(labels)
     if label_frame.empty:
         raise MonitoringInputError(f"{labels}: no labelled transactions")
@@ -312,8 +315,6 @@ def _default_arms(outcomes: pd.DataFrame) -> tuple[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: prints the plan and (if met) the test; exit 2 on bad input."""
-    from monitoring.drift import default_prediction_log_dir
-
     args = _parser().parse_args(argv)
     try:
         params = load_params()

@@ -16,7 +16,10 @@ from pathlib import Path
 
 from fraudops.bundle import MODEL_NAME
 from fraudops.registry import mlflow_client
+from serving.prediction_log import read_prediction_log
+from serving.settings import load_settings
 from training.cli import run_cli
+from training.register import champion_history
 
 #: Run tags written by ``training.tracking.log_training_run`` (the lineage facts).
 LINEAGE_TAGS = ("git_commit", "data_hash", "params_hash", "training_set_md5")
@@ -66,15 +69,11 @@ class VersionLineage:
 
 def default_prediction_log_dir() -> Path:
     """``FRAUD_PREDICTION_LOG_DIR`` or ``run/predictions`` (what the servers write)."""
-    from serving.settings import load_settings
-
     return load_settings().prediction_log_path()
 
 
 def find_request(request_id: str, log_dir: Path) -> list[RequestTrace]:
     """Every prediction-log record of ``request_id`` (a batch request scores several rows)."""
-    from serving.prediction_log import read_prediction_log
-
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         raise LineageError(
@@ -171,8 +170,6 @@ def version_lineage(
 
 def promotion_history(model_name: str = MODEL_NAME, tracking_uri: str | None = None) -> list[dict]:
     """Every move of ``@champion``, oldest first (``training.register.champion_history``)."""
-    from training.register import champion_history
-
     return champion_history(model_name, tracking_uri)
 
 

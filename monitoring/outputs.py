@@ -32,6 +32,9 @@ import numpy as np
 
 from data.files import write_json_atomic
 from fraudops.bundle import MODEL_NAME
+from fraudops.paths import paths
+from fraudops.registry import tracking_uri_or_default
+from monitoring.window import is_uri
 
 EXIT_OK = 0
 EXIT_ERROR = 2
@@ -49,6 +52,20 @@ SUMMARY_KEYS = (
     "generated_at",
     "artifacts",
 )
+
+
+# Where the jobs read and write unless told: the drift, performance and A/B CLIs share these.
+def default_prediction_log_dir() -> Path | str:
+    """``FRAUD_PREDICTION_LOG_DIR`` (a folder or an ``s3://`` URI), else ``run/predictions``."""
+    configured = os.environ.get("FRAUD_PREDICTION_LOG_DIR")
+    if not configured:
+        return paths().prediction_log_dir
+    return configured if is_uri(configured) else Path(configured)
+
+
+def default_report_dir(job: str) -> Path:
+    """``reports/<job>`` under the project root."""
+    return paths().reports_dir / job
 
 
 def json_ready(value):
@@ -178,7 +195,7 @@ def publish(
 
     import mlflow
 
-    from fraudops.registry import tracking_uri_or_default
+    # Lazy: the training stack, only for a job that logs to MLflow (not ab, canary, the demo).
     from training.tracking import configure_experiment
 
     experiment_id = configure_experiment(tracking_uri_or_default(tracking_uri), experiment)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from data.ingest import read_transactions
 from data.schema import CUSTOMER_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME, TX_FRAUD
 from fraudops.bundle import MODEL_NAME, SCORE_COLUMN, ModelBundle, load_registered_bundle
 from fraudops.config import EvaluateParams, Params, PerformanceParams, load_params
@@ -32,6 +33,7 @@ from monitoring.outputs import (
     add_job_arguments,
     artifact_lines,
     build_summary,
+    default_prediction_log_dir,
     exit_code,
     fail,
     model_ref,
@@ -39,7 +41,6 @@ from monitoring.outputs import (
     quiet_mlflow_downloads,
 )
 from monitoring.prometheus import (
-    exposition,
     performance_gauges,
     push,
     pushgateway_url,
@@ -51,6 +52,7 @@ from monitoring.window import (
     champion_scores,
     read_log,
 )
+from training.evaluate import evaluate_scores
 
 PERFORMANCE_DROP = "performance_drop"
 #: The metric whose drop is the concept-drift signal (the registry compares models on it too).
@@ -76,8 +78,6 @@ class PerformanceJobConfig:
 
 def read_labels(path: Path) -> pd.DataFrame:
     """``transaction_id``, ``tx_datetime``, ``tx_fraud`` of a labelled transactions file."""
-    from data.ingest import read_transactions
-
     path = Path(path)
     if not path.exists():
         raise MonitoringInputError(f"{path}: labels (transactions) file not found")
@@ -113,8 +113,6 @@ def window_metrics(
     params: PerformanceParams,
 ) -> list[dict]:
     """Fraud metrics per ``window_days`` window, counted back from ``cutoff``, oldest first."""
-    from training.evaluate import evaluate_scores
-
     if matured.empty:
         return []
     width = pd.Timedelta(days=params.window_days)
@@ -281,10 +279,10 @@ def run_performance_job(config: PerformanceJobConfig, params: Params) -> dict:
         experiment=params.drift.experiment if config.log_to_mlflow else None,
         tracking_uri=config.tracking_uri,
     )
-    text = exposition(performance_gauges(summary))
-    write_textfile(text, Path(summary["artifacts"]["metrics"]))
+    gauges = performance_gauges(summary)
+    write_textfile(gauges, Path(summary["artifacts"]["metrics"]))
     if config.pushgateway_url:
-        push(text, config.pushgateway_url, job="fraud-performance")
+        push(gauges, config.pushgateway_url, job="fraud-performance")
     return summary
 
 
@@ -356,8 +354,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: exit 0 no drop, 3 drop, 2 error (one line on stderr)."""
-    from monitoring.drift import default_prediction_log_dir
-
     args = _parser().parse_args(argv)
     quiet_mlflow_downloads()
     try:

@@ -4,7 +4,10 @@ The names are a contract with the alert rules (``monitoring/alerts/``) and the d
 ``fraud_drift_detected{model_version}``, ``fraud_drift_share``, ``fraud_feature_psi{feature}``
 from the drift job; ``fraud_performance_drop_detected{model_version}`` and
 ``fraud_matured_average_precision{model_version}`` from the performance job.
-Written in the text exposition format by hand: the monitor image needs no client library.
+
+prometheus_client (the library the model servers export with) builds each job's metrics in
+a registry of its own -- never the process-wide default one, so a job run twice in one
+process does not collide with itself -- and writes / pushes them; httpx carries the push.
 """
 
 from __future__ import annotations
@@ -12,109 +15,141 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from data.files import atomic_path
+import httpx
+from prometheus_client import (
+    CollectorRegistry,
+    Gauge,
+    generate_latest,
+    push_to_gateway,
+    write_to_textfile,
+)
 
 PUSHGATEWAY_ENV = "FRAUD_PUSHGATEWAY_URL"
+
+#: ``(labels, value)`` pairs of one gauge; a None or non-finite value is left out.
+Samples = Sequence[tuple[dict[str, str], float | None]]
 
 
 class MetricsPushError(RuntimeError):
     """The Pushgateway refused or could not be reached; the message names the URL."""
 
 
-@dataclass
-class Gauge:
-    """One gauge family: a name, its help text and ``(labels, value)`` samples."""
-
-    name: str
-    help: str
-    samples: list[tuple[dict[str, str], float]] = field(default_factory=list)
-
-    def add(self, value: float | None, **labels: str) -> Gauge:
-        """Add a sample (a missing or non-finite value is left out, not written as NaN)."""
-        if value is not None and math.isfinite(float(value)):
-            self.samples.append((labels, float(value)))
-        return self
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(float(value))
 
 
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def add_gauge(
+    registry: CollectorRegistry,
+    name: str,
+    documentation: str,
+    samples: Samples,
+    labelnames: tuple[str, ...] = (),
+) -> None:
+    """Register gauge ``name`` with its finite samples (a missing value is no sample, not NaN).
+
+    An unlabelled gauge without a finite value is not registered at all: prometheus_client
+    would export it as 0, which reads as a measurement.
+    """
+    kept = [(labels, float(value)) for labels, value in samples if _finite(value)]
+    if not labelnames:
+        if kept:
+            Gauge(name, documentation, registry=registry).set(kept[0][1])
+        return
+    gauge = Gauge(name, documentation, labelnames, registry=registry)
+    for labels, value in kept:
+        gauge.labels(**labels).set(value)
 
 
-def exposition(gauges: list[Gauge]) -> str:
-    """The Prometheus text format (0.0.4) for ``gauges``, ending with a newline."""
-    lines: list[str] = []
-    for gauge in gauges:
-        lines.append(f"# HELP {gauge.name} {gauge.help}")
-        lines.append(f"# TYPE {gauge.name} gauge")
-        for labels, value in gauge.samples:
-            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            lines.append(
-                f"{gauge.name}{{{rendered}}} {value:.10g}"
-                if rendered
-                else f"{gauge.name} {value:.10g}"
-            )
-    return "\n".join(lines) + "\n"
-
-
-def drift_gauges(summary: dict) -> list[Gauge]:
+def drift_gauges(summary: dict) -> CollectorRegistry:
     """The drift job's metrics from its JSON summary."""
     version = str(summary["model"].get("version"))
     stats = summary["statistics"]
-    psi = Gauge("fraud_feature_psi", "PSI of a top-importance feature, current window vs reference")
-    for feature, entry in stats["psi"]["features"].items():
-        psi.add(entry.get("psi"), feature=feature)
-    missing = Gauge(
+    registry = CollectorRegistry()
+    add_gauge(
+        registry,
+        "fraud_drift_detected",
+        "1 when the latest drift job found drift",
+        [({"model_version": version}, float(summary["drift_detected"]))],
+        ("model_version",),
+    )
+    add_gauge(
+        registry,
+        "fraud_drift_share",
+        "Share of the model's features whose distribution drifted",
+        [({}, stats["data_drift"]["drifted_share"])],
+    )
+    add_gauge(
+        registry,
+        "fraud_feature_psi",
+        "PSI of a top-importance feature, current window vs reference",
+        [({"feature": f}, e.get("psi")) for f, e in stats["psi"]["features"].items()],
+        ("feature",),
+    )
+    add_gauge(
+        registry,
         "fraud_feature_missing_share_increase",
         "Missing-value share of a feature, current minus reference",
+        [({"feature": f}, e.get("increase")) for f, e in stats["missing_values"]["fields"].items()],
+        ("feature",),
     )
-    for feature, entry in stats["missing_values"]["fields"].items():
-        missing.add(entry.get("increase"), feature=feature)
-    score = stats["prediction"]["score"]
-    return [
-        Gauge("fraud_drift_detected", "1 when the latest drift job found drift").add(
-            float(summary["drift_detected"]), model_version=version
-        ),
-        Gauge("fraud_drift_share", "Share of the model's features whose distribution drifted").add(
-            stats["data_drift"]["drifted_share"]
-        ),
-        psi,
-        missing,
-        Gauge(
-            "fraud_prediction_drift_score", "Score-distribution drift statistic vs reference"
-        ).add(score.get("score"), model_version=version),
-        Gauge("fraud_drift_last_run_timestamp_seconds", "When the drift job last finished").add(
-            time.time()
-        ),
-    ]
+    add_gauge(
+        registry,
+        "fraud_prediction_drift_score",
+        "Score-distribution drift statistic vs reference",
+        [({"model_version": version}, stats["prediction"]["score"].get("score"))],
+        ("model_version",),
+    )
+    add_gauge(
+        registry,
+        "fraud_drift_last_run_timestamp_seconds",
+        "When the drift job last finished",
+        [({}, time.time())],
+    )
+    return registry
 
 
-def performance_gauges(summary: dict) -> list[Gauge]:
+def performance_gauges(summary: dict) -> CollectorRegistry:
     """The delayed-label performance job's metrics from its JSON summary."""
     version = str(summary["model"].get("version"))
     latest = summary["statistics"].get("latest_window") or {}
-    return [
-        Gauge(
-            "fraud_performance_drop_detected",
-            "1 when matured labels show the champion's average precision dropped",
-        ).add(float(summary["drift_detected"]), model_version=version),
-        Gauge(
-            "fraud_matured_average_precision",
-            "Average precision on the latest judged window of matured labels",
-        ).add(latest.get("average_precision"), model_version=version),
-        Gauge("fraud_performance_last_run_timestamp_seconds", "When the job last finished").add(
-            time.time()
-        ),
-    ]
+    registry = CollectorRegistry()
+    add_gauge(
+        registry,
+        "fraud_performance_drop_detected",
+        "1 when matured labels show the champion's average precision dropped",
+        [({"model_version": version}, float(summary["drift_detected"]))],
+        ("model_version",),
+    )
+    add_gauge(
+        registry,
+        "fraud_matured_average_precision",
+        "Average precision on the latest judged window of matured labels",
+        [({"model_version": version}, latest.get("average_precision"))],
+        ("model_version",),
+    )
+    add_gauge(
+        registry,
+        "fraud_performance_last_run_timestamp_seconds",
+        "When the job last finished",
+        [({}, time.time())],
+    )
+    return registry
 
 
-def write_textfile(text: str, path: Path) -> Path:
+def exposition(registry: CollectorRegistry) -> str:
+    """The Prometheus text format (0.0.4) of ``registry``, ending with a newline."""
+    return generate_latest(registry).decode("utf-8")
+
+
+def write_textfile(registry: CollectorRegistry, path: Path) -> Path:
     """Write the metrics for node-exporter's textfile collector (atomically: no half file)."""
-    with atomic_path(Path(path)) as tmp:
-        tmp.write_text(text)
-    return Path(path)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_to_textfile(str(path), registry)
+    return path
 
 
 def pushgateway_url() -> str | None:
@@ -122,21 +157,26 @@ def pushgateway_url() -> str | None:
     return os.environ.get(PUSHGATEWAY_ENV) or None
 
 
-def push(text: str, url: str, job: str, timeout: float = 10.0) -> None:
-    """Replace the ``job`` group on the Pushgateway at ``url`` with these metrics."""
-    import httpx
+def _httpx_handler(
+    url: str, method: str, timeout: float | None, headers: list[tuple[str, str]], data: bytes
+) -> Callable[[], None]:
+    """A ``push_to_gateway`` handler on httpx whose errors name the Pushgateway URL."""
 
-    target = f"{url.rstrip('/')}/metrics/job/{job}"
-    try:
-        response = httpx.put(
-            target,
-            content=text.encode(),
-            headers={"Content-Type": "text/plain; version=0.0.4"},
-            timeout=timeout,
-        )
-    except httpx.HTTPError as exc:
-        raise MetricsPushError(f"Pushgateway {target}: unreachable ({exc})") from None
-    if response.status_code >= 300:
-        raise MetricsPushError(
-            f"Pushgateway {target}: HTTP {response.status_code} {response.text.strip()[:200]}"
-        )
+    def handle() -> None:
+        try:
+            response = httpx.request(
+                method, url, content=data, headers=dict(headers), timeout=timeout
+            )
+        except httpx.HTTPError as exc:
+            raise MetricsPushError(f"Pushgateway {url}: unreachable ({exc})") from None
+        if response.status_code >= 300:
+            raise MetricsPushError(
+                f"Pushgateway {url}: HTTP {response.status_code} {response.text.strip()[:200]}"
+            )
+
+    return handle
+
+
+def push(registry: CollectorRegistry, url: str, job: str, timeout: float = 10.0) -> None:
+    """Replace the ``job`` group on the Pushgateway at ``url`` with these metrics (PUT)."""
+    push_to_gateway(url, job=job, registry=registry, timeout=timeout, handler=_httpx_handler)

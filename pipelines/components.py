@@ -22,6 +22,7 @@ def validate_data(transactions: str, params_yaml: str, validated: Output[Dataset
     import pandas as pd
     import yaml
 
+    # A KFP component is self-contained: it runs alone, so it imports inside.
     from data.validate import DataValidationError, validate_transactions
     from fraudops.config import Params
 
@@ -51,6 +52,7 @@ def build_training_set(
     """Point-in-time join of the transactions with the Feast offline sources."""
     import pandas as pd
 
+    # A KFP component is self-contained: it runs alone, so it imports inside.
     from features.definitions import build_training_set as point_in_time_join
 
     frame = point_in_time_join(
@@ -76,6 +78,7 @@ def train_model(
 
     import yaml
 
+    # A KFP component is self-contained: it runs alone, so it imports inside.
     from fraudops.config import Params
     from training.run import train_step
 
@@ -114,6 +117,7 @@ def evaluate_model(
 
     import yaml
 
+    # A KFP component is self-contained: it runs alone, so it imports inside.
     from fraudops.config import Params
     from training.run import (
         challenge_step,
@@ -159,6 +163,7 @@ def register_model(run_id: str, params_yaml: str, mlflow_tracking_uri: str) -> s
     """Stop condition 4 (registry unavailable): register the run as ``@candidate``."""
     import yaml
 
+    # A KFP component is self-contained: it runs alone, so it imports inside.
     from fraudops.config import Params
     from training.run import register_step
 
@@ -172,6 +177,7 @@ def promote_model(version: str, verdict: str, params_yaml: str, mlflow_tracking_
     """Move ``@champion`` to the winning candidate (rollback: ``make rollback``)."""
     import yaml
 
+    # A KFP component is self-contained: it runs alone, so it imports inside.
     from fraudops.config import Params
     from training.register import promote
 

@@ -22,6 +22,7 @@ from typing import get_args
 from fraudops.config import DriftScenario, load_params, mlflow_tracking_uri
 from fraudops.paths import Paths, paths
 from pipelines.run_local import highlights
+from training.register import CANDIDATE, CHAMPION, current_version
 
 
 class RetrainFailed(RuntimeError):
@@ -38,8 +39,6 @@ class RegistryState:
 
 def registry_state(tracking_uri: str) -> RegistryState:
     """The current ``@champion`` / ``@candidate`` versions."""
-    from training.register import CANDIDATE, CHAMPION, current_version
-
     model = load_params().register_.model_name
     return RegistryState(
         current_version(CHAMPION, model, tracking_uri),

@@ -22,7 +22,10 @@ from pathlib import Path
 
 from fraudops.config import load_params, mlflow_tracking_uri, params_path
 from fraudops.paths import Paths, paths
+from pipelines import local_conditions
 from pipelines.compile import compiled_pipeline_path
+from training.run import summarize_decision, write_dvc_outputs_from_decision
+from training.tracking import dvc_data_hash, git_commit
 
 
 @dataclass(frozen=True)
@@ -45,8 +48,6 @@ class PipelineInputs:
 
 def local_inputs(layout: Paths) -> PipelineInputs:
     """Run parameters for a local run: DVC outputs, params.yaml, git and DVC hashes."""
-    from training.tracking import dvc_data_hash, git_commit
-
     return PipelineInputs(
         transactions=str(layout.validated_transactions),
         customer_features=str(layout.customer_features),
@@ -66,8 +67,6 @@ class PipelineFailed(RuntimeError):
 def run_pipeline(inputs: PipelineInputs, pipeline_root: Path) -> Path:
     """Run the compiled pipeline with kfp.local; the evaluation artifact's directory."""
     from kfp import components, local
-
-    from pipelines import local_conditions
 
     # Keep only this run's step outputs: each run copies the training set.
     shutil.rmtree(pipeline_root, ignore_errors=True)
@@ -95,8 +94,6 @@ def _plain(text: str) -> str:
 
 def report(evaluation_dir: Path, artifacts_dir: Path) -> str:
     """Write the DVC metrics/plots from the run's evaluation and return the summary table."""
-    from training.run import summarize_decision, write_dvc_outputs_from_decision
-
     decision = json.loads((evaluation_dir / "decision.json").read_text())
     write_dvc_outputs_from_decision(evaluation_dir, artifacts_dir, decision)
     return summarize_decision(evaluation_dir, decision, tracking_uri=mlflow_tracking_uri())

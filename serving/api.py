@@ -19,7 +19,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import metrics
 from serving.errors import MalformedRequest, ServingError, UnsupportedContentType
-from serving.model_source import ModelHolder
+from serving.kserve_runtime import freeze_startup_objects
+from serving.lookup import OnlineFeatureLookup
+from serving.model_source import ModelHolder, configure_mlflow_client
+from serving.prediction_log import PredictionLogWriter
 from serving.schema import ErrorResponse, PredictResponse, invalid_request, predict_request_model
 from serving.scoring import REQUEST_ID_HEADER, PredictionService, request_id_from
 from serving.settings import ServingSettings, configure_logging
@@ -159,11 +162,6 @@ def create_app(
 def run_level(level: str, settings: ServingSettings, host: str, port: int) -> None:
     """Start the L1 or L2 app: model holder, online lookup, prediction log, uvicorn."""
     import uvicorn
-
-    from serving.kserve_runtime import freeze_startup_objects
-    from serving.lookup import OnlineFeatureLookup
-    from serving.model_source import configure_mlflow_client
-    from serving.prediction_log import PredictionLogWriter
 
     configure_logging()
     configure_mlflow_client()

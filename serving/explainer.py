@@ -19,6 +19,7 @@ from serving import metrics
 from serving.errors import InvalidRequest, ModelUnavailable
 from serving.explain import AuditRecord, contributions, top_reasons
 from serving.feature_rows import parse_feature_rows
+from serving.kserve_runtime import run_model_server
 from serving.model_source import ModelHolder
 from serving.prediction_log import PredictionLogWriter
 from serving.predictor import HeldModel, require_json_content
@@ -102,8 +103,6 @@ class FraudExplainer(HeldModel):
 
 def main(argv: list[str] | None = None) -> None:
     """Start the explainer (port 8082 locally, 8080 in its container)."""
-    from serving.kserve_runtime import run_model_server
-
     run_model_server(FraudExplainer, __doc__.splitlines()[0], 8082, argv)
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from serving import metrics
 from serving.errors import ServingError
-from serving.settings import ServingSettings, configure_logging
-
-if TYPE_CHECKING:
-    from serving.model_source import ModelHolder
+from serving.metrics import ErrorCountingMiddleware
+from serving.model_source import ModelHolder, configure_mlflow_client
+from serving.settings import ServingSettings, configure_logging, load_settings
 
 logger = logging.getLogger("serving.kserve")
 
@@ -65,8 +65,6 @@ def serve(model, args: argparse.Namespace) -> None:
     from kserve import ModelServer
     from kserve.model_server import app
     from kserve.predictor_config import PredictorConfig
-
-    from serving.metrics import ErrorCountingMiddleware
 
     app.add_exception_handler(ServingError, _serving_error_handler)
     app.add_middleware(ErrorCountingMiddleware)
@@ -116,10 +114,6 @@ def run_model_server(
 
     The predictor and the explainer start the same way; only the model class differs.
     """
-    from serving import metrics
-    from serving.model_source import ModelHolder, configure_mlflow_client
-    from serving.settings import load_settings
-
     settings = load_settings()
     args = parse_server_args(server_parser(description, default_port), argv, settings)
     configure_mlflow_client()

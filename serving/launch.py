@@ -6,240 +6,72 @@ sends the sample request(s) from ``serving/samples/`` to ``http://localhost:8080
 the answers and exits; ``python -m serving.launch stop`` stops whatever was started.
 Starting a level first stops the previous one. No Docker, no cluster: the same modules
 the container images run.
+
+Which processes make a level: ``serving.levels``; how one is started, awaited and stopped:
+``serving.processes``. This module is the command: state files, the demo requests, the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from fraudops.paths import paths
-
-LEVELS = ("level1", "level2", "level3", "level4", "level5")
-SAMPLES = Path(__file__).resolve().parent / "samples"
-#: Environment variables a parent may carry that must not leak into a server: Feast sets
-#: Prometheus' multi-process mode on import, which would change how servers count metrics.
-_DO_NOT_INHERIT = (
-    "PROMETHEUS_MULTIPROC_DIR",
-    "PROMETHEUS_MULTIPROCESS_DIR",
-    "prometheus_multiproc_dir",
+from serving.levels import LEVELS, kserve_ready_path, level_components
+from serving.processes import (
+    Component,
+    LaunchError,
+    is_ours,
+    port_free,
+    spawn,
+    terminate,
+    wait_ready,
 )
+from serving.settings import load_settings
 
+SAMPLES = Path(__file__).resolve().parent / "samples"
 
-class LaunchError(RuntimeError):
-    """A level could not be started; the message says why and where the log is."""
-
-
-@dataclass(frozen=True)
-class Component:
-    """One server process of a level."""
-
-    name: str
-    module: str
-    args: tuple[str, ...]
-    port: int
-    ready_path: str
-    env: dict[str, str] = field(default_factory=dict)
-
-    def command(self) -> list[str]:
-        """The command line (this interpreter, ``-m module``)."""
-        return [sys.executable, "-m", self.module, *self.args]
-
-    def url(self, path: str = "") -> str:
-        """``http://127.0.0.1:<port><path>``."""
-        return f"http://127.0.0.1:{self.port}{path}"
-
-
-def kserve_ready_path(model_name: str) -> str:
-    """KServe's model readiness route (200 once the model is loaded)."""
-    return f"/v1/models/{model_name}"
-
-
-def level_components(
-    level: str,
-    model_name: str = "fraud-detector",
-    port: int = 8080,
-    predictor_port: int = 8081,
-    explainer_port: int = 8082,
-    model_dir: Path | None = None,
-) -> list[Component]:
-    """The processes of a level, in start order (the entry point on ``port`` last)."""
-    ready = kserve_ready_path(model_name)
-    if level == "level1":
-        env = {"FRAUD_MODEL_DIR": str(model_dir)} if model_dir else {}
-        return [
-            Component(
-                "level1",
-                "serving.level1",
-                ("--host", "127.0.0.1", "--port", str(port)),
-                port,
-                "/readyz",
-                env,
-            )
-        ]
-    if level == "level2":
-        return [
-            Component(
-                "level2",
-                "serving.level2",
-                ("--host", "127.0.0.1", "--port", str(port)),
-                port,
-                "/readyz",
-            )
-        ]
-    if level == "level3":
-        return [
-            Component("predictor", "serving.predictor", ("--http_port", str(port)), port, ready)
-        ]
-    predictor = Component(
-        "predictor",
-        "serving.predictor",
-        ("--http_port", str(predictor_port)),
-        predictor_port,
-        ready,
-    )
-    transformer_args = ["--http_port", str(port), "--predictor_host", f"127.0.0.1:{predictor_port}"]
-    components = [predictor]
-    if level == "level5":
-        components.append(
-            Component(
-                "explainer",
-                "serving.explainer",
-                ("--http_port", str(explainer_port)),
-                explainer_port,
-                ready,
-            )
-        )
-        transformer_args += ["--explainer_host", f"127.0.0.1:{explainer_port}"]
-    elif level != "level4":
-        raise LaunchError(f"level: must be one of {', '.join(LEVELS)}, got {level!r}")
-    components.append(
-        Component("transformer", "serving.transformer", tuple(transformer_args), port, ready)
-    )
-    return components
-
-
-def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """This process's environment for a server, minus what must not leak, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if k not in _DO_NOT_INHERIT}
-    env.update(extra or {})
-    return env
-
-
-def spawn(
-    component: Component, log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen:
-    """Start ``component`` in its own session (it outlives the caller), logging to a file."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            component.command(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_environment({**component.env, **(env or {})}),
-            start_new_session=True,
-            cwd=paths().root,
-        )
+# The benchmarks, the serving tests and the demo import these from here (their home is
+# serving.processes / serving.levels); kept so `from serving.launch import ...` still works.
+__all__ = [
+    "LEVELS",
+    "Component",
+    "LaunchError",
+    "http_json",
+    "kserve_ready_path",
+    "level_components",
+    "main",
+    "spawn",
+    "start_level",
+    "stop_all",
+    "terminate",
+    "wait_ready",
+]
 
 
 def http_json(
     url: str, body: Any = None, timeout: float = 10.0, method: str | None = None
 ) -> tuple[int, Any]:
-    """GET (or POST ``body`` as JSON) and return ``(status, parsed JSON or text)``."""
+    """GET (or POST ``body`` as JSON) and return ``(status, parsed JSON or text)``.
+
+    An HTTP error status is an answer, not an exception; no answer at all raises
+    ``httpx.HTTPError``.
+    """
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method or ("POST" if data else "GET"))
-    if data is not None:
-        request.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as error:
-        status, raw = error.code, error.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def log_tail(log_path: Path, lines: int = 15) -> str:
-    """The last lines of a server log (for error messages)."""
-    if not log_path.exists():
-        return ""
-    return "\n".join(log_path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def wait_ready(
-    component: Component, process: subprocess.Popen, log_path: Path, timeout_s: float = 120.0
-) -> float:
-    """Seconds until ``component`` answers 200 on its readiness route; raises if it dies."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if process.poll() is not None:
-            raise LaunchError(
-                f"{component.name} exited with code {process.returncode} before it was ready; "
-                f"log {log_path}:\n{log_tail(log_path)}"
-            )
-        try:
-            status, _ = http_json(component.url(component.ready_path), timeout=2.0)
-            if status == 200:
-                return time.monotonic() - started
-        except (urllib.error.URLError, OSError):
-            pass  # not listening yet
-        time.sleep(0.1)
-    raise LaunchError(
-        f"{component.name} not ready after {timeout_s:.0f}s on {component.url(component.ready_path)}; "
-        f"log {log_path}:\n{log_tail(log_path)}"
+    headers = {"content-type": "application/json"} if data is not None else {}
+    response = httpx.request(
+        method or ("POST" if data else "GET"), url, content=data, headers=headers, timeout=timeout
     )
-
-
-def _is_ours(pid: int) -> bool:
-    """The PID still runs one of our servers (not a recycled PID of something else)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return False
-    return "serving." in cmdline
-
-
-def _running(pid: int) -> bool:
-    try:
-        finished, _ = os.waitpid(pid, os.WNOHANG)
-        if finished == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child: ask the kernel whether it still exists
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def terminate(pids: list[int], grace_s: float = 15.0) -> None:
-    """SIGTERM every pid (in order), wait for all, SIGKILL those that will not stop."""
-    for pid in pids:
-        # A server that already exited is exactly what we want: nothing to signal.
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
-        time.sleep(0.1)
-    for pid in pids:
-        if _running(pid):
-            os.kill(pid, signal.SIGKILL)
+        return response.status_code, json.loads(response.content)
+    except ValueError:
+        return response.status_code, response.content.decode(errors="replace")
 
 
 def state_dir() -> Path:
@@ -261,7 +93,7 @@ def stop_all(directory: Path | None = None) -> list[str]:
             pid = int(pid_file.read_text().strip())
         except ValueError:
             pid = -1
-        if pid > 0 and _is_ours(pid):
+        if pid > 0 and is_ours(pid):
             stopped.append(pid_file.stem)
             pids.append(pid)
     terminate(pids)
@@ -271,21 +103,9 @@ def stop_all(directory: Path | None = None) -> list[str]:
     return stopped
 
 
-def port_free(port: int) -> bool:
-    """Nothing listens on ``port`` on this machine."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError:
-            return False
-    return True
-
-
 def export_level1_model(directory: Path) -> Path:
     """What the L1 image build does: resolve the alias and write the bundle to a folder."""
-    from fraudops.bundle import export_bundle
-    from serving.settings import load_settings
+    from fraudops.bundle import export_bundle  # heavy (xgboost): only level1 needs it
 
     settings = load_settings()
     try:
@@ -325,8 +145,6 @@ def start_level(
     level: str, port: int, predictor_port: int, explainer_port: int, timeout_s: float
 ) -> int:
     """Stop what runs, start ``level``, wait for readiness, demo it; the exit code."""
-    from serving.settings import load_settings
-
     settings = load_settings()
     directory = state_dir()
     stopped = stop_all(directory)

@@ -23,6 +23,7 @@ from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
 from serving import metrics
 from serving.errors import InvalidRequest, ModelUnavailable, UnsupportedContentType
 from serving.feature_rows import parse_feature_rows, parse_feature_tensor
+from serving.kserve_runtime import run_model_server
 from serving.model_source import ModelHolder
 from serving.scoring import request_id_from
 from serving.settings import ServingSettings
@@ -174,8 +175,6 @@ class FraudPredictor(HeldModel):
 
 def main(argv: list[str] | None = None) -> None:
     """Start the predictor: load the model (or keep retrying, not ready) and serve."""
-    from serving.kserve_runtime import run_model_server
-
     run_model_server(FraudPredictor, __doc__.splitlines()[0], 8080, argv)
 
 

@@ -6,17 +6,17 @@ import os
 import sys
 from collections.abc import Callable
 
+from fraudops.config import ConfigError
+from fraudops.registry import RegistryUnavailableError
+from training.evaluate import EvaluationError
+from training.register import RegistryError
+from training.split import SplitError
+from training.train import TrainingError
+
 
 def run_cli(main: Callable[[], int | None]) -> int:
     """Run ``main``; an expected failure prints ``error: <message>`` (no traceback), exit 1."""
     from mlflow.exceptions import MlflowException
-
-    from fraudops.config import ConfigError
-    from fraudops.registry import RegistryUnavailableError
-    from training.evaluate import EvaluationError
-    from training.register import RegistryError
-    from training.split import SplitError
-    from training.train import TrainingError
 
     expected = (
         ConfigError,

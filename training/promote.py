@@ -7,6 +7,7 @@ import sys
 
 from fraudops.bundle import MODEL_NAME
 from training.cli import run_cli
+from training.register import promote
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,8 +20,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def promote_champion() -> int:
-        from training.register import promote
-
         change = promote(args.version, args.model_name, args.tracking_uri, reason=args.reason)
         print(change.describe())
         return 0

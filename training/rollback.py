@@ -7,6 +7,7 @@ import sys
 
 from fraudops.bundle import MODEL_NAME
 from training.cli import run_cli
+from training.register import rollback
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,8 +19,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def rollback_champion() -> int:
-        from training.register import rollback
-
         print(rollback(args.model_name, args.tracking_uri, reason=args.reason).describe())
         return 0
 

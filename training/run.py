@@ -46,11 +46,14 @@ from training.evaluate import (
 )
 from training.metrics import net_benefit_curve
 from training.register import (
+    CANDIDATE,
+    CHAMPION,
     ChallengeResult,
     ChampionChange,
     GateResult,
     PromotionDecision,
     challenge_champion,
+    current_version,
     passes_registration_gate,
     promote,
     promote_if_better,
@@ -312,8 +315,6 @@ def summarize_decision(eval_dir: Path, decision: dict, tracking_uri: str | None 
         outcome = "WIN" if challenge["better"] else "LOSE"
         lines.append(f"champion challenge: {outcome} — {challenge['reason']}")
     if tracking_uri:
-        from training.register import CANDIDATE, CHAMPION, current_version
-
         name = evaluation.get("model_name", MODEL_NAME)
         champion = current_version(CHAMPION, name, tracking_uri) or "-"
         candidate = current_version(CANDIDATE, name, tracking_uri) or "-"

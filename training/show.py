@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fraudops.bundle import MODEL_NAME
+from fraudops.bundle import MODEL_NAME, load_registered_bundle
 from training.cli import run_cli
+from training.register import CANDIDATE, champion_history, current_version
 from training.run import SUMMARY_METRICS
 
 #: The run summary's metrics, less the alert count (a champion line stays one line).
@@ -17,9 +18,6 @@ def describe_champion(
     model_name: str = MODEL_NAME, tracking_uri: str | None = None, history: int = 5
 ) -> str:
     """A few lines: champion version, run, thresholds, test metrics, lineage, last moves."""
-    from fraudops.bundle import load_registered_bundle
-    from training.register import CANDIDATE, champion_history, current_version
-
     bundle = load_registered_bundle("champion", model_name, tracking_uri)
     meta = bundle.metadata
     metrics = meta.get("metrics", {})

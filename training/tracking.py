@@ -33,6 +33,7 @@ from fraudops.bundle import (
 from fraudops.config import Params
 from fraudops.paths import paths
 from fraudops.registry import ensure_reachable, tracking_uri_or_default
+from training.evaluate import decision_counts, pr_curve_points
 
 EXPERIMENT_NAME = MODEL_NAME
 #: Name of the XGBoost-flavour model inside the run (``runs:/<run_id>/model``).
@@ -218,8 +219,6 @@ def _plot_pr_curves(test_scores: pd.DataFrame, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from training.evaluate import pr_curve_points
-
     fig, ax = plt.subplots(figsize=(5, 4))
     y = test_scores[TX_FRAUD].to_numpy()
     for column, label in ((CANDIDATE_SCORE, "XGBoost"), (BASELINE_SCORE, "logistic baseline")):
@@ -263,6 +262,85 @@ def _input_example(reference: pd.DataFrame, feature_names: tuple[str, ...]) -> p
     return (complete if len(complete) >= 5 else features).head(5).reset_index(drop=True)
 
 
+def _log_params_metrics_and_tags(
+    logged: ModelBundle, candidate: dict, baseline: dict, params: Params
+) -> str:
+    """Params, test-window metrics, thresholds, lineage tags; returns the model card logged."""
+    import mlflow
+
+    mlflow.log_params(flat_params(params))
+    mlflow.log_metrics({f"test_{k}": float(v) for k, v in candidate.items()})
+    mlflow.log_metrics({f"baseline_test_{k}": float(v) for k, v in baseline.items()})
+    mlflow.log_metrics(
+        {
+            "threshold_review": logged.thresholds.review,
+            "threshold_decline": logged.thresholds.decline,
+        }
+    )
+    lineage_tags = {
+        key: str(logged.metadata[key])
+        for key in ("git_commit", "data_hash", "params_hash", "training_set_md5")
+        if key in logged.metadata
+    }
+    windows = {f"window_{k}": v for k, v in logged.metadata.get("windows", {}).items()}
+    card = model_card(logged, candidate, baseline, params)
+    mlflow.set_tags({**lineage_tags, **windows, "mlflow.note.content": card})
+    return card
+
+
+def _log_files(
+    logged: ModelBundle,
+    card: str,
+    test_scores: pd.DataFrame,
+    reference_sample: pd.DataFrame,
+    evaluation: dict,
+) -> None:
+    """The bundle, the reference sample, the model card, the plots and the JSON side files."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_dir = Path(tmp)
+        save_bundle(logged, tmp_dir / BUNDLE_ARTIFACT_PATH)
+        mlflow.log_artifacts(str(tmp_dir / BUNDLE_ARTIFACT_PATH), BUNDLE_ARTIFACT_PATH)
+        reference_path = tmp_dir / REFERENCE_FILE
+        reference_sample.to_parquet(reference_path, index=False)
+        mlflow.log_artifact(str(reference_path), REFERENCE_ARTIFACT_PATH)
+        (tmp_dir / "model_card.md").write_text(card)
+        mlflow.log_artifact(str(tmp_dir / "model_card.md"))
+        plots = tmp_dir / "plots"
+        plots.mkdir()
+        _plot_pr_curves(test_scores, plots / "pr_curve.png")
+        decisions = logged.thresholds.decide(test_scores[CANDIDATE_SCORE].to_numpy())
+        table = decision_counts(test_scores[TX_FRAUD].to_numpy(), decisions)
+        _plot_decision_matrix(table, plots / "confusion_matrix.png")
+        mlflow.log_artifacts(str(plots), "plots")
+    mlflow.log_dict({"feature_names": list(logged.feature_names)}, "features.json")
+    mlflow.log_dict(
+        {"review": logged.thresholds.review, "decline": logged.thresholds.decline},
+        "thresholds.json",
+    )
+    mlflow.log_dict(evaluation, "evaluation.json")
+
+
+def _log_model(logged: ModelBundle, reference_sample: pd.DataFrame) -> None:
+    """The booster as an MLflow model (signature + input example); tags the run with its id."""
+    import mlflow
+    import mlflow.xgboost
+    from mlflow.models import infer_signature
+
+    example = _input_example(reference_sample, logged.feature_names)
+    signature = infer_signature(example, logged.predict_proba(example.to_numpy()))
+    info = mlflow.xgboost.log_model(
+        logged.booster,
+        name=MODEL_ARTIFACT_NAME,
+        signature=signature,
+        input_example=example,
+        # Pinning the one requirement skips MLflow's slow dependency inference.
+        pip_requirements=[f"xgboost=={_xgboost_version()}"],
+    )
+    mlflow.set_tag(MODEL_ID_TAG, info.model_id)
+
+
 def log_training_run(
     bundle: ModelBundle,
     evaluation: dict,
@@ -279,10 +357,6 @@ def log_training_run(
     window; ``test_scores`` holds the test labels with ``candidate_score`` / ``baseline_score``.
     """
     import mlflow
-    import mlflow.xgboost
-    from mlflow.models import infer_signature
-
-    from training.evaluate import decision_counts
 
     uri = tracking_uri_or_default(tracking_uri)
     experiment_id = configure_experiment(uri, experiment_name)
@@ -294,58 +368,9 @@ def log_training_run(
             run_id=run_id,
             metadata={**bundle.metadata, "metrics": candidate, "baseline_metrics": baseline},
         )
-        mlflow.log_params(flat_params(params))
-        mlflow.log_metrics({f"test_{k}": float(v) for k, v in candidate.items()})
-        mlflow.log_metrics({f"baseline_test_{k}": float(v) for k, v in baseline.items()})
-        mlflow.log_metrics(
-            {
-                "threshold_review": logged.thresholds.review,
-                "threshold_decline": logged.thresholds.decline,
-            }
-        )
-        lineage_tags = {
-            key: str(logged.metadata[key])
-            for key in ("git_commit", "data_hash", "params_hash", "training_set_md5")
-            if key in logged.metadata
-        }
-        windows = {f"window_{k}": v for k, v in logged.metadata.get("windows", {}).items()}
-        card = model_card(logged, candidate, baseline, params)
-        mlflow.set_tags({**lineage_tags, **windows, "mlflow.note.content": card})
-
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_dir = Path(tmp)
-            save_bundle(logged, tmp_dir / BUNDLE_ARTIFACT_PATH)
-            mlflow.log_artifacts(str(tmp_dir / BUNDLE_ARTIFACT_PATH), BUNDLE_ARTIFACT_PATH)
-            reference_path = tmp_dir / REFERENCE_FILE
-            reference_sample.to_parquet(reference_path, index=False)
-            mlflow.log_artifact(str(reference_path), REFERENCE_ARTIFACT_PATH)
-            (tmp_dir / "model_card.md").write_text(card)
-            mlflow.log_artifact(str(tmp_dir / "model_card.md"))
-            plots = tmp_dir / "plots"
-            plots.mkdir()
-            _plot_pr_curves(test_scores, plots / "pr_curve.png")
-            decisions = logged.thresholds.decide(test_scores[CANDIDATE_SCORE].to_numpy())
-            table = decision_counts(test_scores[TX_FRAUD].to_numpy(), decisions)
-            _plot_decision_matrix(table, plots / "confusion_matrix.png")
-            mlflow.log_artifacts(str(plots), "plots")
-        mlflow.log_dict({"feature_names": list(logged.feature_names)}, "features.json")
-        mlflow.log_dict(
-            {"review": logged.thresholds.review, "decline": logged.thresholds.decline},
-            "thresholds.json",
-        )
-        mlflow.log_dict(evaluation, "evaluation.json")
-
-        example = _input_example(reference_sample, logged.feature_names)
-        signature = infer_signature(example, logged.predict_proba(example.to_numpy()))
-        info = mlflow.xgboost.log_model(
-            logged.booster,
-            name=MODEL_ARTIFACT_NAME,
-            signature=signature,
-            input_example=example,
-            # Pinning the one requirement skips MLflow's slow dependency inference.
-            pip_requirements=[f"xgboost=={_xgboost_version()}"],
-        )
-        mlflow.set_tag(MODEL_ID_TAG, info.model_id)
+        card = _log_params_metrics_and_tags(logged, candidate, baseline, params)
+        _log_files(logged, card, test_scores, reference_sample, evaluation)
+        _log_model(logged, reference_sample)
     return run_id
 
 

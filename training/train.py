@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from data.schema import TX_AMOUNT, TX_DATETIME, TX_FRAUD
+from features.definitions import FEATURE_NAMES
 from fraudops.bundle import SCORE_COLUMN, ModelBundle, Thresholds
 from fraudops.config import Params, TrainParams
 from training.metrics import net_benefit_curve
@@ -44,8 +45,6 @@ def model_feature_names(feature_names: Sequence[str] | None = None) -> tuple[str
     """The model's input order: ``features.definitions.FEATURE_NAMES`` unless given."""
     if feature_names is not None:
         return tuple(feature_names)
-    from features.definitions import FEATURE_NAMES
-
     return tuple(FEATURE_NAMES)
 
 

@@ -85,6 +85,58 @@ def test_welch_t_test_agrees_with_scipy_and_the_formula() -> None:
     assert result.effect_size == pytest.approx(diff / pooled)
 
 
+@pytest.mark.parametrize(
+    ("control", "treatment", "alpha", "expected"),
+    [
+        # Values the hand-written Welch formula gave before scipy took over the test.
+        (
+            np.random.default_rng(7).normal(10, 3, 200),
+            None,
+            0.05,
+            (
+                1.0730333840604356,
+                0.19596664844053147,
+                1.9501001196803398,
+                2.411700206250352,
+                0.016733082810061993,
+                0.28238199395252844,
+            ),
+        ),
+        (
+            np.array([1.0, 2.0, 3.0, 4.0]),
+            np.array([2.5, 3.5, 7.0]),
+            0.1,
+            (
+                1.833333333333333,
+                -1.769507272732036,
+                5.436173939398702,
+                1.214746786823312,
+                0.3140699890201201,
+                1.0195679969200888,
+            ),
+        ),
+        # Two constant arms: no t statistic; reported as no evidence, as before.
+        (np.array([1.0, 1.0]), np.array([2.0, 2.0]), 0.05, (1.0, 1.0, 1.0, 0.0, 1.0, 0.0)),
+    ],
+)
+def test_welch_t_test_gives_the_values_of_the_former_formula(
+    control: np.ndarray, treatment: np.ndarray | None, alpha: float, expected: tuple
+) -> None:
+    if treatment is None:  # drawn after the control, from the same generator
+        rng = np.random.default_rng(7)
+        control, treatment = rng.normal(10, 3, 200), rng.normal(11, 5, 150)
+    result = welch_t_test(control, treatment, alpha)
+    observed = (
+        result.difference,
+        result.ci_low,
+        result.ci_high,
+        result.statistic,
+        result.p_value,
+        result.effect_size,
+    )
+    assert observed == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
 def outcomes(
     n_fraud: int, caught_control: float, caught_treatment: float, seed: int = 0
 ) -> pd.DataFrame:

@@ -12,21 +12,17 @@ import pandas as pd
 import pytest
 
 from fraudops.config import CanaryParams
-from monitoring.canary import (
-    ARM_HEADER,
+from monitoring.canary import console_summary, run_canary
+from monitoring.canary_policy import (
     CANDIDATE,
     CHAMPION,
     HOLD,
     PROMOTE,
     ROLLBACK,
-    VERSION_HEADER,
     ArmStats,
-    TrafficSplitter,
     canary_verdict,
-    console_summary,
-    request_body,
-    run_canary,
 )
+from monitoring.canary_splitter import ARM_HEADER, VERSION_HEADER, TrafficSplitter, request_body
 from tests.monitoring.conftest import World
 from tests.monitoring.http_stub import Recorded, Reply, http_stub
 

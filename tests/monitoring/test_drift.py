@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fraudops.bundle import SCORE_COLUMN
-from monitoring.drift import (
+from monitoring.drift_analysis import (
     ALL_MISSING,
     DATA_DRIFT,
     MISSING_VALUES,

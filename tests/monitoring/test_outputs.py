@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring import ab
 from monitoring.outputs import MAX_TOP_LEVEL_KEYS, SUMMARY_KEYS, build_summary, dumps, json_ready
-from monitoring.prometheus import Gauge, drift_gauges, exposition
+from monitoring.prometheus import add_gauge, drift_gauges, exposition
 from serving.prediction_log import PredictionLogWriter, PredictionRecord
 
 
@@ -54,9 +56,11 @@ def test_drift_metrics_use_the_contract_names_in_text_format() -> None:
     text = exposition(drift_gauges(summary()))
     lines = text.splitlines()
     assert text.endswith("\n")
-    assert 'fraud_drift_detected{model_version="7"} 1' in lines
+    assert 'fraud_drift_detected{model_version="7"} 1.0' in lines
     assert "fraud_drift_share 0.125" in lines
     assert 'fraud_feature_psi{feature="tx_amount"} 0.31' in lines
+    # NaN (no score) is no sample, not a NaN sample
+    assert not any(line.startswith("fraud_prediction_drift_score{") for line in lines)
     # a feature without a PSI gets no sample rather than NaN
     assert not any(
         line.startswith('fraud_feature_psi{feature="terminal_risk_1d"}') for line in lines
@@ -66,8 +70,22 @@ def test_drift_metrics_use_the_contract_names_in_text_format() -> None:
 
 
 def test_label_values_are_escaped() -> None:
-    text = exposition([Gauge("g", "help").add(1.0, feature='we"ird\\name')])
-    assert 'g{feature="we\\"ird\\\\name"} 1' in text
+    registry = CollectorRegistry()
+    add_gauge(registry, "g", "help", [({"feature": 'we"ird\\name'}, 1.0)], ("feature",))
+    text = exposition(registry)
+    assert 'g{feature="we\\"ird\\\\name"} 1.0' in text
+    (family,) = text_string_to_metric_families(text)
+    assert family.samples[0].labels == {"feature": 'we"ird\\name'}
+
+
+def test_an_unlabelled_gauge_without_a_value_is_left_out_not_exported_as_zero() -> None:
+    registry = CollectorRegistry()
+    add_gauge(registry, "kept", "help", [({}, 0.5)])
+    add_gauge(registry, "missing", "help", [({}, None)])
+    add_gauge(registry, "not_finite", "help", [({}, math.nan)])
+    families = {f.name: f for f in text_string_to_metric_families(exposition(registry))}
+    assert set(families) == {"kept"}
+    assert families["kept"].samples[0].value == 0.5
 
 
 def test_the_ab_cli_refuses_to_conclude_before_the_plan(
