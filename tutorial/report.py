@@ -24,10 +24,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from data.validate import ValidationReport
+from fraudops.bundle import ModelBundle
+from fraudops.config import Params
 from fraudops.paths import paths
+from monitoring.lineage import VersionLineage
 
 # --------------------------------------------------------------------------- gathered facts
 
@@ -54,27 +56,42 @@ class RegistryFacts:
 
     model_name: str
     tracking_uri: str
-    champion: Any  # monitoring.lineage.VersionLineage | None
-    candidate: Any  # monitoring.lineage.VersionLineage | None
+    champion: VersionLineage | None
+    candidate: VersionLineage | None
     history: list[dict] = field(default_factory=list)
     #: decision thresholds per version (from the bundle the run logged)
     thresholds: dict[str, dict[str, float]] = field(default_factory=dict)
+    #: the MLflow run of every registered version, so a section about an older one names it
+    run_ids: dict[str, str] = field(default_factory=dict)
+
+    def run_of(self, version: str | None) -> str | None:
+        """The run that produced ``version`` (``None`` when the registry does not know it)."""
+        return None if version is None else self.run_ids.get(str(version))
 
 
 @dataclass(frozen=True)
 class PRCurve:
-    """One model's precision-recall curve on the test window."""
+    """One model scored on the comparison window: its PR curve and every metric there."""
 
     label: str
     version: str
     recall: tuple[float, ...]
     precision: tuple[float, ...]
     average_precision: float
+    role: str = ""
+    run_id: str = ""
+    #: fraud metrics on the comparison window (``training.evaluate.evaluate_scores``)
+    metrics: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class PRCurves:
-    """Every compared model scored on the same test window (what champion-challenger does)."""
+    """Every compared model scored on the same test window (what champion-challenger does).
+
+    The badges, the comparison table and the curve all read these figures, so champion and
+    candidate are always compared on one window; each model's own test-window figures (as
+    logged at training) are shown apart, labelled as such.
+    """
 
     curves: tuple[PRCurve, ...]
     window: str
@@ -215,6 +232,7 @@ def gather_registry(model_name: str, tracking_uri: str) -> RegistryFacts | Missi
     """``@champion`` / ``@candidate`` lineage and the champion's promotion history."""
     from mlflow.exceptions import MlflowException
 
+    from fraudops.registry import mlflow_client
     from monitoring.lineage import LineageError, promotion_history, version_lineage
     from training.register import CANDIDATE, CHAMPION, RegistryUnavailableError, current_version
 
@@ -232,13 +250,26 @@ def gather_registry(model_name: str, tracking_uri: str) -> RegistryFacts | Missi
             for alias, version in versions.items()
         }
         history = promotion_history(model_name, tracking_uri)
+        client, _ = mlflow_client(tracking_uri)
+        run_ids = {
+            str(v.version): str(v.run_id)
+            for v in client.search_model_versions(f"name='{model_name}'")
+            if v.run_id
+        }
     except (RegistryUnavailableError, LineageError, MlflowException) as exc:
         message = getattr(exc, "message", None) or str(exc)
         return Missing("the registry could not be read", "make train", message.splitlines()[0])
-    return RegistryFacts(model_name, tracking_uri, lineage[CHAMPION], lineage[CANDIDATE], history)
+    return RegistryFacts(
+        model_name,
+        tracking_uri,
+        lineage[CHAMPION],
+        lineage[CANDIDATE],
+        history,
+        run_ids=run_ids,
+    )
 
 
-def load_bundles(registry: RegistryFacts | Missing) -> dict[str, Any]:
+def load_bundles(registry: RegistryFacts | Missing) -> dict[str, ModelBundle]:
     """The logged bundle of each compared version (champion first), keyed by version."""
     from dataclasses import replace
 
@@ -246,7 +277,7 @@ def load_bundles(registry: RegistryFacts | Missing) -> dict[str, Any]:
 
     if isinstance(registry, Missing):
         return {}
-    bundles: dict[str, Any] = {}
+    bundles: dict[str, ModelBundle] = {}
     for lineage in (registry.champion, registry.candidate):
         if lineage is not None and lineage.version not in bundles:
             bundle = load_run_bundle(lineage.run_id, registry.tracking_uri)
@@ -254,7 +285,7 @@ def load_bundles(registry: RegistryFacts | Missing) -> dict[str, Any]:
     return bundles
 
 
-def bundle_thresholds(bundles: dict[str, Any]) -> dict[str, dict[str, float]]:
+def bundle_thresholds(bundles: dict[str, ModelBundle]) -> dict[str, dict[str, float]]:
     """``{version: {"review": p, "decline": p}}``: the cut-offs that travel with each model."""
     return {
         version: {"review": b.thresholds.review, "decline": b.thresholds.decline}
@@ -262,30 +293,38 @@ def bundle_thresholds(bundles: dict[str, Any]) -> dict[str, dict[str, float]]:
     }
 
 
-def _labels(registry: RegistryFacts) -> dict[str, str]:
-    """``{version: "champion v1"}`` -- one label per distinct version, champion first."""
-    labels: dict[str, str] = {}
+def _roles(registry: RegistryFacts) -> dict[str, tuple[str, VersionLineage]]:
+    """``{version: ("champion", lineage)}`` -- one role per distinct version, champion first."""
+    roles: dict[str, tuple[str, VersionLineage]] = {}
     for role, lineage in (("champion", registry.champion), ("candidate", registry.candidate)):
         if lineage is not None:
-            labels.setdefault(lineage.version, f"{role} v{lineage.version}")
-    return labels
+            roles.setdefault(lineage.version, (role, lineage))
+    return roles
 
 
 def gather_pr_curves(
     registry: RegistryFacts | Missing,
-    bundles: dict[str, Any],
+    bundles: dict[str, ModelBundle],
     training_set: Path,
-    params,
+    params: Params | None,
     max_points: int = 200,
 ) -> PRCurves | Missing:
-    """Champion and candidate scored on the same test window of the training set."""
+    """Champion and candidate scored on the same test window of the training set.
+
+    The window is the one champion-challenger uses for the current data; every figure the
+    report shows for "candidate vs champion" is computed here, on it.
+    """
     from data.schema import TX_FRAUD
-    from training.evaluate import EvaluationError, bundle_scores, pr_curve_points
-    from training.metrics import average_precision
+    from training.evaluate import (
+        EvaluationError,
+        bundle_scores,
+        evaluate_scores,
+        pr_curve_points,
+    )
     from training.run import holdout_window
     from training.split import SplitError
 
-    if isinstance(registry, Missing) or not bundles:
+    if isinstance(registry, Missing) or not bundles or params is None:
         return Missing("no registered model to plot", "make train")
     if not Path(training_set).exists():
         return Missing("no training set to score", "make featurize", f"{training_set} is missing")
@@ -297,19 +336,24 @@ def gather_pr_curves(
     if y.sum() == 0:
         return Missing("the test window has no fraud: no PR curve", "make featurize")
     curves = []
-    for version, label in _labels(registry).items():
+    for version, (role, lineage) in _roles(registry).items():
+        bundle = bundles[version]
         try:
-            scores = bundle_scores(bundles[version], test)
+            scores = bundle_scores(bundle, test)
         except EvaluationError:
             continue  # a model whose features are gone cannot be plotted; the others can
         points = pr_curve_points(y, scores, max_points)
+        metrics = evaluate_scores(test, scores, bundle.thresholds, params.evaluate)
         curves.append(
             PRCurve(
-                label=label,
+                label=f"{role} v{version}",
                 version=version,
                 recall=tuple(float(r) for r in points["recall"]),
                 precision=tuple(float(p) for p in points["precision"]),
-                average_precision=float(average_precision(y, scores)),
+                average_precision=float(metrics["average_precision"]),
+                role=role,
+                run_id=lineage.run_id,
+                metrics={key: float(value) for key, value in metrics.items()},
             )
         )
     if not curves:
@@ -438,7 +482,7 @@ def explain_row(bundle, frame, source: str, top_k: int = 5) -> ExampleExplanatio
 def gather_explanation(
     audit_dir: Path,
     prediction_log_dir: Path,
-    bundles: dict[str, Any],
+    bundles: dict[str, ModelBundle],
     champion_version: str | None,
     reference_loader=None,
     top_k: int = 5,
@@ -543,7 +587,7 @@ def gather_report(
     *,
     model_name: str,
     tracking_uri: str,
-    params,
+    params: Params | None,
     validation_report: Path,
     training_set: Path,
     drift_summary: Path,
@@ -687,7 +731,7 @@ def pr_curve_svg(curves: Sequence[PRCurve], width: int = 560, height: int = 380)
             f'<line x1="{left + plot_w - 200}" y1="{ly - 4}" x2="{left + plot_w - 180}" '
             f'y2="{ly - 4}" stroke="{colour}" stroke-width="3"/>'
             f'<text x="{left + plot_w - 174}" y="{ly}">{_e(curve.label)} '
-            f"(AP {curve.average_precision:.3f})</text>"
+            f"(AP {curve.average_precision:.4f})</text>"
         )
     parts.append("</svg>")
     return "".join(parts)
@@ -755,7 +799,11 @@ def render_data(data: DataSummary | Missing) -> str:
         for sid, count in sorted(data.scenario_counts.items(), key=lambda kv: int(kv[0]))
     ]
     body = (
-        '<div class="cols">'
+        _subject(
+            "the validated dataset the next run trains on, not a model: the data each model "
+            "was trained on is its DVC data hash under Lineage"
+        )
+        + '<div class="cols">'
         + _table(["validated data", ""], facts, "facts")
         + (_table(["fraud scenario", "transactions"], scenarios, "facts") if scenarios else "")
         + f'</div><p class="source">source: <code>{_e(data.source)}</code></p>'
@@ -763,36 +811,33 @@ def render_data(data: DataSummary | Missing) -> str:
     return _section("data", "Data", body)
 
 
-def render_models(registry: RegistryFacts | Missing, pr: PRCurves | Missing) -> str:
-    """Champion vs candidate: test-window metrics, thresholds and the PR curve."""
-    if isinstance(registry, Missing):
-        return _section("models", "Champion vs candidate", _missing(registry))
-    roles = [
-        (role, lineage)
-        for role, lineage in (("champion", registry.champion), ("candidate", registry.candidate))
-        if lineage is not None
-    ]
-    same = (
-        registry.champion is not None
-        and registry.candidate is not None
-        and registry.champion.version == registry.candidate.version
-    )
-    if same:
-        roles = [("champion = candidate", registry.champion)]
-    headers = ["metric (test window)"] + [
-        f"{_e(role)} v{_e(lin.version)}<br><small>{_e(lin.test_window or '?')}</small>"
-        for role, lin in roles
-    ]
-    comparable = len(roles) == 2 and roles[0][1].test_window == roles[1][1].test_window
-    if comparable:
+def _model_ref(role: str, version: str | None, run_id: str | None) -> str:
+    """``champion v1 (run <code>abc…</code>)``: which model and which run a section shows."""
+    who = f"{_e(role)} v{_e(str(version))}".strip()
+    return who + (f" (run <code>{_e(run_id)}</code>)" if run_id else " (run unknown)")
+
+
+def _subject(text: str) -> str:
+    return f'<p class="subject"><b>describes</b> {text}</p>'
+
+
+def _stale(text: str) -> str:
+    return f'<p class="stale"><span class="badge warn">STALE</span> {text}</p>'
+
+
+def _comparison_table(registry: RegistryFacts, curves: Sequence[PRCurve]) -> str:
+    """Every metric of the compared models on the one comparison window, with the delta."""
+    headers = ["metric"] + [_e(c.label) for c in curves]
+    delta = len(curves) == 2
+    if delta:
         headers.append("candidate − champion")
     rows = []
     for key, label in METRICS:
-        values = [lin.metrics.get(key) for _, lin in roles]
+        values = [c.metrics.get(key) for c in curves]
         if all(v is None for v in values):
             continue
         row = [_e(label)] + [fmt_metric(key, v) for v in values]
-        if comparable:
+        if delta:
             a, b = values
             row.append(
                 "–"
@@ -800,36 +845,109 @@ def render_models(registry: RegistryFacts | Missing, pr: PRCurves | Missing) -> 
                 else f'<span class="delta">{fmt_metric(key, b - a).replace("$-", "−$")}</span>'
             )
         rows.append(row)
+    rows += _threshold_rows(registry, [c.version for c in curves], delta)
+    return _table(headers, rows, "metrics comparison")
+
+
+def _threshold_rows(registry: RegistryFacts, versions: Sequence[str], pad: bool) -> list[list[str]]:
+    rows = []
     for name in ("review", "decline"):
         cells = []
-        for _, lin in roles:
-            value = registry.thresholds.get(lin.version, {}).get(name)
+        for version in versions:
+            value = registry.thresholds.get(version, {}).get(name)
             cells.append("–" if value is None else f"p ≥ {value:.4f}")
-        rows.append([f"{name} threshold"] + cells + ([""] if comparable else []))
-    note = (
-        f'<p class="note">@candidate is the champion (version {_e(registry.champion.version)}): '
-        "no challenger is waiting.</p>"
-        if same
-        else ""
-    )
-    body = note + _table(headers, rows, "metrics")
+        rows.append([f"{name} threshold"] + cells + ([""] if pad else []))
+    return rows
+
+
+def _own_window_table(registry: RegistryFacts, roles: Sequence[tuple[str, VersionLineage]]) -> str:
+    """Each model's figures on its own test window, as its training run logged them."""
+    headers = ["metric (own test window)"] + [
+        f"{_e(role)} v{_e(lin.version)}<br><small>{_e(lin.test_window or '?')}</small>"
+        for role, lin in roles
+    ]
+    rows = []
+    for key, label in METRICS:
+        values = [lin.metrics.get(key) for _, lin in roles]
+        if any(v is not None for v in values):
+            rows.append([_e(label)] + [fmt_metric(key, v) for v in values])
+    return _table(headers, rows, "metrics own-window")
+
+
+def _compared_roles(registry: RegistryFacts) -> list[tuple[str, VersionLineage]]:
+    """``[(role, lineage)]`` of the distinct versions, champion first."""
+    champion, candidate = registry.champion, registry.candidate
+    if champion is not None and candidate is not None and champion.version == candidate.version:
+        return [("champion = candidate", champion)]
+    return [
+        (role, lineage)
+        for role, lineage in (("champion", champion), ("candidate", candidate))
+        if lineage is not None
+    ]
+
+
+def render_models(registry: RegistryFacts | Missing, pr: PRCurves | Missing) -> str:
+    """Champion vs candidate on one window (table + PR curve), then each on its own window."""
+    if isinstance(registry, Missing):
+        return _section("models", "Champion vs candidate", _missing(registry))
+    roles = _compared_roles(registry)
+    body = _subject(" and ".join(_model_ref(role, lin.version, lin.run_id) for role, lin in roles))
+    if len(roles) == 1 and registry.champion is not None and registry.candidate is not None:
+        body += (
+            f'<p class="note">@candidate is the champion (version '
+            f"{_e(registry.champion.version)}): no challenger is waiting.</p>"
+        )
+    body += "<h3>Candidate vs champion, on one window</h3>"
     if isinstance(pr, Missing):
-        body += "<h3>Precision-recall curve</h3>" + _missing(pr)
+        body += _missing(pr)
     else:
         body += (
-            "<h3>Precision-recall curve</h3>"
-            + pr_curve_svg(pr.curves)
-            + f'<p class="source">every model scored on the same test window {_e(pr.window)} '
+            f'<p class="window">scored on the test window <strong>{_e(pr.window)}</strong> '
             f"({pr.n_transactions:,} transactions, {pr.n_fraud:,} frauds) of "
-            f"<code>{_e(pr.source)}</code> — the comparison champion-challenger makes</p>"
+            f"<code>{_e(pr.source)}</code> — the comparison champion-challenger makes; the "
+            "badges above, this table and the curve below all come from it</p>"
+            + _comparison_table(registry, pr.curves)
+            + "<h3>Precision-recall curve</h3>"
+            + pr_curve_svg(pr.curves)
         )
+    body += (
+        "<h3>Each model on its own test window</h3>"
+        '<p class="note">as each training run logged them: the windows differ, so these '
+        "figures do not compare the models with each other</p>" + _own_window_table(registry, roles)
+    )
     return _section("models", "Champion vs candidate", body)
 
 
-def render_drift(drift: DriftFacts | Missing, out_dir: Path) -> str:
+def _current(registry: RegistryFacts | Missing, alias: str) -> str | None:
+    """The version ``@alias`` points at now (``None``: unknown or unset)."""
+    if isinstance(registry, Missing):
+        return None
+    lineage = registry.champion if alias == "champion" else registry.candidate
+    return None if lineage is None else lineage.version
+
+
+def _run_of(registry: RegistryFacts | Missing, version: str | None) -> str | None:
+    return None if isinstance(registry, Missing) else registry.run_of(version)
+
+
+def render_drift(
+    drift: DriftFacts | Missing, out_dir: Path, registry: RegistryFacts | Missing | None = None
+) -> str:
     """The drift verdict, its signals and the link to the Evidently report."""
     if isinstance(drift, Missing):
         return _section("drift", "Drift", _missing(drift))
+    registry = registry or Missing("", "")
+    judged = None if drift.model_version is None else str(drift.model_version)
+    header = _subject(
+        f"the drift job's judgement of {_model_ref('champion', judged, _run_of(registry, judged))} "
+        f"on the traffic of {_e(drift.window_start)} → {_e(drift.window_end)}"
+    )
+    champion = _current(registry, "champion")
+    if champion is not None and judged != champion:
+        header += _stale(
+            f"this drift run judged champion v{_e(str(judged))}; the current @champion is "
+            f"v{_e(champion)} — <code>make drift</code> judges it"
+        )
     verdict = (
         '<span class="badge bad">DRIFT DETECTED</span>'
         if drift.drift_detected
@@ -878,7 +996,8 @@ def render_drift(drift: DriftFacts | Missing, out_dir: Path) -> str:
         for name, value, level in drift.psi
     ]
     body = (
-        f"<p>{verdict} {report}</p>"
+        header
+        + f"<p>{verdict} {report}</p>"
         + '<div class="cols">'
         + _table(["drift job", ""], facts, "facts")
         + (_table(["top feature (gain)", "PSI", "level"], psi_rows, "facts") if psi_rows else "")
@@ -887,10 +1006,22 @@ def render_drift(drift: DriftFacts | Missing, out_dir: Path) -> str:
     return _section("drift", "Drift", body)
 
 
-def render_explanation(explanation: ExampleExplanation | Missing) -> str:
+def render_explanation(
+    explanation: ExampleExplanation | Missing, registry: RegistryFacts | Missing | None = None
+) -> str:
     """One decision with its reasons as a bar chart."""
     if isinstance(explanation, Missing):
         return _section("explanation", "Example explanation", _missing(explanation))
+    registry = registry or Missing("", "")
+    version = explanation.model_version
+    champion, candidate = _current(registry, "champion"), _current(registry, "candidate")
+    role = {champion: "champion", candidate: "candidate"}.get(version, "model")
+    header = _subject(f"a decision by {_model_ref(role, version, _run_of(registry, version))}")
+    if champion is not None and version not in (champion, candidate):
+        header += _stale(
+            f"decided by v{_e(version)}, neither the current @champion (v{_e(champion)}) nor "
+            f"the current @candidate (v{_e(str(candidate))})"
+        )
     who = []
     if explanation.request_id:
         who.append(f"request <code>{_e(explanation.request_id)}</code>")
@@ -899,7 +1030,8 @@ def render_explanation(explanation: ExampleExplanation | Missing) -> str:
     badge = "good" if explanation.decision == "APPROVE" else "bad"
     reasons = "".join(f"<li>{_e(r.text)}</li>" for r in explanation.reasons)
     body = (
-        f'<p><span class="badge {badge}">{_e(explanation.decision)}</span> fraud probability '
+        header
+        + f'<p><span class="badge {badge}">{_e(explanation.decision)}</span> fraud probability '
         f"<strong>{explanation.fraud_probability:.4f}</strong> by model "
         f"v{_e(explanation.model_version)}"
         + (f" — {', '.join(who)}" if who else "")
@@ -911,12 +1043,33 @@ def render_explanation(explanation: ExampleExplanation | Missing) -> str:
     return _section("explanation", "Example explanation", body)
 
 
-def render_canary(canary: CanaryFacts | Missing) -> str:
+def _canary_header(canary: CanaryFacts, registry: RegistryFacts | Missing) -> str:
+    """Which candidate (and champion) the verdict is about; stale when @candidate moved on."""
+    judged = None if canary.candidate_version is None else str(canary.candidate_version)
+    champion_arm = next((a for a in canary.arms if a.get("arm") == "champion"), {})
+    against = champion_arm.get("model_version")
+    text = f"the canary verdict on {_model_ref('candidate', judged, _run_of(registry, judged))}"
+    if against:
+        text += f" against {_model_ref('champion', str(against), _run_of(registry, str(against)))}"
+    header = _subject(text)
+    current = _current(registry, "candidate")
+    if current is not None and judged is not None and judged != current:
+        header += _stale(
+            f"this verdict is about candidate v{_e(judged)}, an older candidate than the "
+            f"current @candidate v{_e(current)} — <code>make canary</code> judges it"
+        )
+    return header
+
+
+def render_canary(
+    canary: CanaryFacts | Missing, registry: RegistryFacts | Missing | None = None
+) -> str:
     """The canary verdict, its reasons and each arm's numbers."""
     if isinstance(canary, Missing):
         return _section("canary", "Canary verdict", _missing(canary))
     cls = {"promote": "good", "rollback": "bad"}.get(canary.action, "warn")
-    body = f'<p><span class="badge {cls}">{_e(canary.action.upper())}</span>'
+    body = _canary_header(canary, registry or Missing("", ""))
+    body += f'<p><span class="badge {cls}">{_e(canary.action.upper())}</span>'
     if canary.candidate_version:
         body += f" candidate v{_e(str(canary.candidate_version))}"
     if canary.applied:
@@ -1047,6 +1200,8 @@ th { font-weight: 600; background: #eef2f6; }
 .source, .detail, small { color: var(--muted); font-size: 12px; }
 .missing { background: #fff8e1; border-left: 4px solid var(--warn); padding: 8px 12px; margin: 4px 0; }
 .note { color: var(--muted); }
+.subject { margin: 0 0 8px; } .subject b { color: var(--muted); font-weight: 500; }
+.stale { background: #fff8e1; border-left: 4px solid var(--warn); padding: 6px 12px; }
 .badge { display: inline-block; padding: 2px 8px; border-radius: 10px; color: #fff;
          font-weight: 600; font-size: 12px; }
 .badge.good { background: var(--good); } .badge.bad { background: var(--bad); }
@@ -1068,18 +1223,28 @@ ol.chain li + li::before { content: "↓ "; color: var(--muted); }
 
 
 def _status_cards(report: RunReport) -> str:
+    """Headline badges; a model's AP is the one on the comparison window, as in the table."""
     cards = []
     registry = report.registry
+    pr = report.pr_curves
+    compared = {} if isinstance(pr, Missing) else {c.version: c for c in pr.curves}
     if not isinstance(registry, Missing):
         for role, lin in (("champion", registry.champion), ("candidate", registry.candidate)):
-            if lin is not None:
-                ap = fmt_metric("average_precision", lin.metrics.get("average_precision"))
-                cards.append((f"@{role}", f"v{_e(lin.version)} · AP {ap}"))
+            if lin is None:
+                continue
+            curve = compared.get(lin.version)
+            # No comparison window, no AP: a figure from another window would mislead.
+            ap = "" if curve is None else f" · AP {curve.average_precision:.4f}"
+            cards.append((f"@{role}", f"v{_e(lin.version)}{ap}", lin.version))
     if not isinstance(report.drift, Missing):
-        cards.append(("drift", "DRIFT" if report.drift.drift_detected else "none"))
+        cards.append(("drift", "DRIFT" if report.drift.drift_detected else "none", None))
     if not isinstance(report.canary, Missing):
-        cards.append(("canary", _e(report.canary.action)))
-    return "<nav>" + "".join(f'<div class="card"><b>{k}</b>{v}</div>' for k, v in cards) + "</nav>"
+        cards.append(("canary", _e(report.canary.action), None))
+    html_cards = []
+    for key, text, version in cards:
+        attribute = "" if version is None else f' data-version="{_e(version)}"'
+        html_cards.append(f'<div class="card"{attribute}><b>{key}</b>{text}</div>')
+    return "<nav>" + "".join(html_cards) + "</nav>"
 
 
 def render_report(report: RunReport, out_path: Path) -> str:
@@ -1106,9 +1271,9 @@ def render_report(report: RunReport, out_path: Path) -> str:
         + _status_cards(report)
         + render_data(report.data)
         + render_models(report.registry, report.pr_curves)
-        + render_drift(report.drift, out_dir)
-        + render_explanation(report.explanation)
-        + render_canary(report.canary)
+        + render_drift(report.drift, out_dir, report.registry)
+        + render_explanation(report.explanation, report.registry)
+        + render_canary(report.canary, report.registry)
         + render_lineage(report.registry)
         + "</main></body></html>\n"
     )

@@ -36,6 +36,15 @@ CHARTS_JS = """JSON.stringify({
                 height: p.getBBox().height})),
   bars: Array.from(document.querySelectorAll('svg.contributions rect'))
     .map(r => r.getBoundingClientRect().width),
+  legend: Array.from(document.querySelectorAll('svg.pr-curve text'))
+    .map(t => t.textContent).filter(t => t.includes('(AP ')),
+  badges: Array.from(document.querySelectorAll('nav .card[data-version]'))
+    .map(c => ({version: c.dataset.version, text: c.innerText})),
+  compared: Array.from(document.querySelectorAll('table.comparison')).map(t => ({
+    headers: Array.from(t.querySelectorAll('th')).map(h => h.innerText),
+    ap: Array.from(t.querySelectorAll('tbody tr'))
+      .filter(r => r.cells[0].innerText.startsWith('PR-AUC'))
+      .map(r => Array.from(r.cells).map(c => c.innerText))})),
   drift_link: document.querySelector('#drift a') && document.querySelector('#drift a').href,
   resources: performance.getEntriesByType('resource').map(e => e.name),
   scripts: document.scripts.length})"""
@@ -100,6 +109,7 @@ def test_report_renders_every_section_with_real_numbers_in_chromium(
         net = logged_metric(project, version, "net_benefit")
         assert f"${net:,.0f}" in text["models"]
     assert {c["version"] for c in charts["curves"]} == {"1", "2"}
+    assert_badges_and_table_agree_with_the_curve(charts)
     assert all(c["width"] > 100 and c["height"] > 20 for c in charts["curves"]), charts["curves"]
 
     drift = project.drift_summary
@@ -125,6 +135,21 @@ def test_report_renders_every_section_with_real_numbers_in_chromium(
 
     width, height = png_size(screenshot)
     assert width == 1200 and height > 2000, (width, height)
+
+
+def assert_badges_and_table_agree_with_the_curve(charts: dict) -> None:
+    """Each model's AP in the badges, the comparison table and the PR legend is one figure."""
+    legend = {}
+    for text in charts["legend"]:  # "champion v1 (AP 0.7281)"
+        label, ap = text.rsplit(" (AP ", 1)
+        legend[label.split(" v")[-1]] = ap.rstrip(")")
+    assert set(legend) == {"1", "2"}, charts["legend"]
+    badges = {b["version"]: b["text"].rsplit("AP ", 1)[-1].strip() for b in charts["badges"]}
+    assert badges == legend, (charts["badges"], charts["legend"])
+    [table] = charts["compared"]
+    [ap_row] = table["ap"]
+    columns = [h.split(" v")[-1] for h in table["headers"][1:3]]
+    assert dict(zip(columns, ap_row[1:3])) == legend, (table, charts["legend"])
 
 
 def test_missing_sources_render_as_not_run_yet(tmp_path: Path, mlflow_template: Path) -> None:
