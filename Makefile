@@ -16,6 +16,9 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := --all-extras
 
 export PYTHONUNBUFFERED := 1
+# Pipeline runs print their steps, gates and summary; the whole output goes to run/logs/.
+# VERBOSE=1 prints all of it too.
+export FRAUD_VERBOSE ?= $(VERBOSE)
 # dvc.yaml stages call `python`: make it the project environment's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
