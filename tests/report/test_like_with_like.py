@@ -27,7 +27,7 @@ from tests.model.synthetic import N_DAYS, START, small_params, synthetic_trainin
 from tests.report.conftest import MODEL
 from training.evaluate import evaluate_bundle
 from training.run import holdout_window, run_training
-from tutorial import report
+from tutorial import report_facts, report_gather, report_render
 
 #: The candidates see this many more days than the champion did.
 LATER_DAYS = 5
@@ -78,9 +78,9 @@ def later_candidate(
     return LaterCandidate(root, layout, uri, params, run_ids)
 
 
-def gathered_report(project: LaterCandidate, canary: Path, drift: Path) -> report.RunReport:
+def gathered_report(project: LaterCandidate, canary: Path, drift: Path) -> report_facts.RunReport:
     absent = project.root / "absent"
-    return report.gather_report(
+    return report_gather.gather_report(
         model_name=MODEL,
         tracking_uri=project.tracking_uri,
         params=project.params,
@@ -131,7 +131,7 @@ def page_and_facts(later_candidate: LaterCandidate, tmp_path_factory: pytest.Tem
         drift,
     )
     gathered = gathered_report(project, canary, drift)
-    return report.render_report(gathered, out / "run-report.html"), gathered
+    return report_render.render_report(gathered, out / "run-report.html"), gathered
 
 
 def test_every_candidate_vs_champion_figure_comes_from_one_window(
@@ -155,8 +155,8 @@ def test_every_candidate_vs_champion_figure_comes_from_one_window(
         )
         for version in ("1", "3")
     }
-    own_ap = report.fmt_metric("average_precision", champion.metrics["average_precision"])
-    same_ap = report.fmt_metric("average_precision", one_window["1"]["average_precision"])
+    own_ap = report_render.fmt_metric("average_precision", champion.metrics["average_precision"])
+    same_ap = report_render.fmt_metric("average_precision", one_window["1"]["average_precision"])
     assert own_ap != same_ap, "the two windows must give the champion different figures"
 
     models = section(page, "models")
@@ -169,12 +169,12 @@ def test_every_candidate_vs_champion_figure_comes_from_one_window(
 
     comparison = re.search(r'<table class="metrics comparison">.*?</table>', compared, re.DOTALL)
     rows = table_rows(comparison.group(0))
-    for key, label in report.METRICS:
-        expected = [report.fmt_metric(key, one_window[v].get(key)) for v in ("1", "3")]
+    for key, label in report_render.METRICS:
+        expected = [report_render.fmt_metric(key, one_window[v].get(key)) for v in ("1", "3")]
         assert rows[label][:2] == expected, (key, rows[label], expected)
 
     for version in ("1", "3"):
-        ap = report.fmt_metric("average_precision", one_window[version]["average_precision"])
+        ap = report_render.fmt_metric("average_precision", one_window[version]["average_precision"])
         assert re.search(rf'data-version="{version}"><b>@\w+</b>v{version} · AP {ap}<', nav)
         assert re.search(rf"v{version} \(AP {ap}\)</text>", compared), f"legend of v{version}"
     # The champion's own-window AP appears only in the table that says so.
@@ -213,7 +213,7 @@ def test_a_verdict_about_the_current_candidate_is_not_stale(
         canary,
     )
     gathered = gathered_report(later_candidate, canary, tmp_path / "no-drift.json")
-    page = report.render_report(gathered, tmp_path / "run-report.html")
+    page = report_render.render_report(gathered, tmp_path / "run-report.html")
     canary_html = section(page, "canary")
     assert "STALE" not in canary_html
     assert later_candidate.run_ids["3"] in canary_html
