@@ -14,7 +14,6 @@ duplicate candidate is registered — running it twice without new data is a no-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from data.files import write_json_atomic
 from fraudops.config import DriftScenario, load_params, mlflow_tracking_uri
 from fraudops.paths import Paths, paths
 from pipelines.console import VERBOSE_ENV, choose_echo, run_logged, verbose_requested
-from pipelines.run_local import pipeline_summary_path
+from pipelines.run_local import pipeline_run_since
 
 #: ``schema`` of ``run/retrain-summary.json``; bump it when a field changes meaning.
 SUMMARY_SCHEMA = "fraud-mlops.retrain/1"
@@ -89,15 +88,6 @@ class Runner:
             raise RetrainFailed(f"`{' '.join(command)}` exited {returncode}: {tail.strip()}")
 
 
-def _pipeline_run_since(layout: Paths, began: str) -> dict | None:
-    """The pipeline's summary JSON if the pipeline ran after ``began`` (else DVC reused it)."""
-    path = pipeline_summary_path(layout)
-    if not path.exists():
-        return None
-    summary = json.loads(path.read_text())
-    return summary if summary.get("started_at", "") >= began else None
-
-
 @dataclass(frozen=True)
 class RetrainSummary:
     """What one retraining did (``run/retrain-summary.json`` holds it with ``schema``)."""
@@ -112,6 +102,8 @@ class RetrainSummary:
     pipeline_summary: list[str]
     lines: list[str]
     log: str
+    #: kfp.local's whole output when the pipeline ran (``run/logs/pipeline.log``)
+    pipeline_log: str | None = None
 
     @property
     def champion_moved(self) -> bool:
@@ -164,7 +156,7 @@ def retrain(
         raise RetrainFailed(f"{exc}; @champion untouched (still v{before.champion})") from None
     run([dvc, "push", "-q"])
     after = registry_state(uri)
-    pipeline = _pipeline_run_since(layout, began)
+    pipeline = pipeline_run_since(layout, began)
     lines = [new_data]
     if pipeline is None:
         lines.append("pipeline: nothing changed, nothing retrained (no duplicate candidate)")
@@ -190,6 +182,7 @@ def retrain(
         pipeline_summary=[] if pipeline is None else pipeline["summary"],
         lines=lines,
         log=str(log),
+        pipeline_log=None if pipeline is None else pipeline["log"],
     )
 
 
@@ -222,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json_atomic(summary.as_dict(), retrain_summary_path(layout))
     print("\n== retraining summary ==\n" + "\n".join(summary.lines))
     print(f"full log: {summary.log}  (summary: {retrain_summary_path(layout)})")
+    if summary.pipeline_log:
+        print(f"pipeline log: {summary.pipeline_log} (kfp.local's whole output)")
     return 0
 
 

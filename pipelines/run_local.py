@@ -122,6 +122,19 @@ def pipeline_summary_path(layout: Paths) -> Path:
     return layout.run_dir / "pipeline-summary.json"
 
 
+def pipeline_run_since(layout: Paths, began: str) -> dict | None:
+    """The run summary if a pipeline run started at or after ``began`` (ISO time), else None.
+
+    ``dvc repro`` skips the ``train`` stage when nothing it depends on changed; then the
+    summary on disk is an earlier run's and this returns None.
+    """
+    path = pipeline_summary_path(layout)
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("started_at", "") >= began else None
+
+
 def gates_from_log(log_text: str) -> list[dict[str, str]]:
     """``[{"gate", "verdict", "detail", "line"}]`` from the steps' gate lines, in run order.
 

@@ -31,7 +31,7 @@ from fraudops.paths import paths
 from monitoring.outputs import quiet_mlflow_downloads
 from pipelines.console import progress_line
 from pipelines.retrain import retrain_summary_path
-from pipelines.run_local import pipeline_summary_path
+from pipelines.run_local import pipeline_run_since
 from serving.launch import http_json
 from training.register import CANDIDATE, CHAMPION, current_version
 from training.show import describe_champion
@@ -182,9 +182,8 @@ def pipeline(demo: DemoContext) -> str:
     """``dvc repro`` (featurize → the Kubeflow pipeline); its gates and the champion."""
     began = _now()
     demo.sh(demo.dvc, "repro", progress=True)
-    summary_path = pipeline_summary_path(paths(demo.root))
-    run = json.loads(summary_path.read_text()) if summary_path.exists() else None
-    if run is not None and run["started_at"] >= began:
+    run = pipeline_run_since(paths(demo.root), began)
+    if run is not None:
         _indented(run["gate_lines"] + run["summary"])
     else:
         _indented(["(nothing changed: DVC reused every stage)"])

@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import pytest
 
-from tests.e2e.conftest import Project
+from tests.e2e.conftest import Project, write_params
 
 
 def test_committed_pipeline_yaml_is_what_the_code_compiles() -> None:
@@ -121,6 +121,31 @@ def test_pipeline_is_quiet_by_default_logs_everything_and_verbose_shows_it(
     assert "n_customers" in loud.stdout and params_text.splitlines()[0] in loud.stdout
     assert len(loud.stdout.splitlines()) > 3 * len(shown)
     assert "GATE registration:" in loud.stdout and f"full log: {log}" in loud.stdout
+
+
+def test_make_train_is_quiet_and_says_where_the_logs_are(champion_project: Project) -> None:
+    project = champion_project
+    train_log = project.root / "run" / "logs" / "train.log"
+    # A changed param reruns the train stage only.
+    write_params(project.root, {"train": {"xgboost": {"n_estimators": 30}}})
+    result = project.python("-m", "pipelines.repro")
+    shown = result.stdout.splitlines()
+    assert len(shown) < 40, result.stdout
+    assert "  … DVC stage train" in shown and "  … pipeline step train-model" in shown
+    assert any(line.startswith("GATE registration:") for line in shown), result.stdout
+    assert any(line.startswith("test window ") for line in shown), result.stdout
+    pipeline_log = project.root / "run" / "logs" / "pipeline.log"
+    assert f"pipeline log: {pipeline_log} (kfp.local's whole output)" in shown
+    assert shown[-1] == f"full log: {train_log}"
+    assert "n_customers" not in result.stdout and "n_customers" in pipeline_log.read_text()
+    assert "Running stage 'train'" in train_log.read_text()
+
+    again = project.python("-m", "pipelines.repro")
+    assert again.stdout.splitlines() == [
+        "pipeline: nothing changed, DVC reused every stage",
+        f"full log: {train_log}",
+    ]
+    assert "Data and pipelines are up to date" in train_log.read_text()
 
 
 def test_retrain_on_new_days_runs_the_gates_and_twice_without_new_data_is_a_no_op(
