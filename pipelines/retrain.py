@@ -26,6 +26,7 @@ from fraudops.config import DriftScenario, load_params, mlflow_tracking_uri
 from fraudops.paths import Paths, paths
 from pipelines.console import VERBOSE_ENV, choose_echo, run_logged, verbose_requested
 from pipelines.run_local import pipeline_run_since
+from training.register import CANDIDATE, CHAMPION, current_version
 
 #: ``schema`` of ``run/retrain-summary.json``; bump it when a field changes meaning.
 SUMMARY_SCHEMA = "fraud-mlops.retrain/1"
@@ -45,8 +46,6 @@ class RegistryState:
 
 def registry_state(tracking_uri: str) -> RegistryState:
     """The current ``@champion`` / ``@candidate`` versions."""
-    from training.register import CANDIDATE, CHAMPION, current_version
-
     model = load_params().register_.model_name
     return RegistryState(
         current_version(CHAMPION, model, tracking_uri),

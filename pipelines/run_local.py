@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from kfp import components, local
+
 from data.files import write_json_atomic
 from fraudops.config import load_params, mlflow_tracking_uri, params_path
 from fraudops.paths import Paths, paths
+from pipelines import local_conditions
 from pipelines.compile import compiled_pipeline_path
 from pipelines.console import (
     choose_echo,
@@ -37,6 +40,8 @@ from pipelines.console import (
     progress_line,
     verbose_requested,
 )
+from training.run import summarize_decision, write_dvc_outputs_from_decision
+from training.tracking import dvc_data_hash, git_commit
 
 #: ``schema`` of ``run/pipeline-summary.json``; bump it when a field changes meaning.
 SUMMARY_SCHEMA = "fraud-mlops.pipeline-run/1"
@@ -62,8 +67,6 @@ class PipelineInputs:
 
 def local_inputs(layout: Paths) -> PipelineInputs:
     """Run parameters for a local run: DVC outputs, params.yaml, git and DVC hashes."""
-    from training.tracking import dvc_data_hash, git_commit
-
     return PipelineInputs(
         transactions=str(layout.validated_transactions),
         customer_features=str(layout.customer_features),
@@ -82,10 +85,6 @@ class PipelineFailed(RuntimeError):
 
 def run_pipeline(inputs: PipelineInputs, pipeline_root: Path) -> Path:
     """Run the compiled pipeline with kfp.local; the evaluation artifact's directory."""
-    from kfp import components, local
-
-    from pipelines import local_conditions
-
     # Keep only this run's step outputs: each run copies the training set.
     shutil.rmtree(pipeline_root, ignore_errors=True)
     pipeline_root.mkdir(parents=True)
@@ -105,8 +104,6 @@ def run_pipeline(inputs: PipelineInputs, pipeline_root: Path) -> Path:
 
 def report(evaluation_dir: Path, artifacts_dir: Path) -> str:
     """Write the DVC metrics/plots from the run's evaluation and return the summary table."""
-    from training.run import summarize_decision, write_dvc_outputs_from_decision
-
     decision = json.loads((evaluation_dir / "decision.json").read_text())
     write_dvc_outputs_from_decision(evaluation_dir, artifacts_dir, decision)
     return summarize_decision(evaluation_dir, decision, tracking_uri=mlflow_tracking_uri())
