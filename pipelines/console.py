@@ -22,6 +22,9 @@ from pathlib import Path
 VERBOSE_ENV = "FRAUD_VERBOSE"
 #: A gate decision, as the pipeline's components print it.
 GATE_PREFIXES = ("GATE ", "promotion deferred")
+#: The one line a failing stage or CLI prints (DVC's errors, this project's CLIs): a quiet run
+#: still shows why it stopped.
+FAILURE_PREFIXES = ("ERROR: ", "pipeline stopped: ", "validation failed: ", "retrain stopped: ")
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PROGRESS = re.compile(
@@ -68,11 +71,13 @@ def gate_line(line: str) -> str | None:
 
 
 def quiet_echo(line: str) -> str | None:
-    """What a quiet run shows of ``line``: step progress and gate decisions only."""
+    """What a quiet run shows of ``line``: step progress, gate decisions and failures only."""
     if (step := progress_line(line)) is not None:
         return f"  … {step}\n"
     if (gate := gate_line(line)) is not None:
         return gate + "\n"
+    if plain(line).startswith(FAILURE_PREFIXES):
+        return plain(line).rstrip("\n") + "\n"
     return None
 
 

@@ -116,6 +116,14 @@ def test_progress_from_dvc_kfp_and_an_already_quiet_child() -> None:
     assert console.progress_line("training set: 1000 rows") is None
 
 
+def test_a_quiet_run_still_shows_why_it_stopped() -> None:
+    dvc_error = "ERROR: failed to reproduce 'train': failed to run: python -m pipelines.run_local"
+    assert console.quiet_echo(dvc_error + "\n") == dvc_error + "\n"
+    stopped = "pipeline stopped: pipeline step validate-data failed: DataValidationError: x"
+    assert console.quiet_echo(stopped + "\n") == stopped + "\n"
+    assert console.quiet_echo("INFO: loading the model\n") is None
+
+
 def test_gates_are_handed_on_as_records() -> None:
     gates = gates_from_log("\n".join(KFP_LIKE))
     assert [(g["gate"], g["verdict"]) for g in gates] == [
