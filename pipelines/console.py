@@ -33,6 +33,8 @@ _PROGRESS = re.compile(
     r"|… (?P<echoed>(?:DVC stage|pipeline step) \S+)"
 )
 
+#: How long the end of a run waits for the last lines of its output to reach the log.
+READER_GRACE_SECONDS = 30.0
 #: Chooses what of a line reaches the terminal: the text to print, or None to keep it quiet.
 Echo = Callable[[str], str | None]
 
@@ -134,9 +136,12 @@ def output_to_log(log_path: Path, echo: Echo) -> Iterator[Path]:
         os.dup2(saved_err, 2)
         os.close(saved_out)
         os.close(saved_err)
-        reader.join()
-        log.close()
-        terminal.close()
+        # A stray grandchild that still holds the pipe must not hang the run: past the
+        # timeout the (daemon) reader keeps copying on its own until the process ends.
+        reader.join(timeout=READER_GRACE_SECONDS)
+        if not reader.is_alive():
+            log.close()
+            terminal.close()
 
 
 def run_logged(
