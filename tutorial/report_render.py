@@ -250,7 +250,9 @@ def drift_view(
     ]
     return {
         "judged": _ref("champion", judged, registry),
-        "stale_current": champion if champion is not None and judged != champion else None,
+        "stale_current": champion
+        if None not in (champion, judged) and judged != champion
+        else None,
         "facts": drift,
         "link": os.path.relpath(drift.html_path, out_dir),
         "table": Table(["drift job", ""], _drift_facts(drift), "facts"),
