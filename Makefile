@@ -16,6 +16,9 @@ STAMP := $(VENV)/.installed-stamp
 EXTRAS := --all-extras
 
 export PYTHONUNBUFFERED := 1
+# Pipeline runs print their steps, gates and summary; the whole output goes to run/logs/.
+# VERBOSE=1 prints all of it too.
+export FRAUD_VERBOSE ?= $(VERBOSE)
 # dvc.yaml stages call `python`: make it the project environment's.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
@@ -53,17 +56,17 @@ featurize: $(STAMP) ## Compute features, write the Feast offline source, materia
 	$(DVC) repro featurize
 
 .PHONY: train
-train: $(STAMP) ## Run the whole DVC pipeline: data -> features -> train -> register/promote
-	$(DVC) repro
+train: $(STAMP) ## Run the whole DVC pipeline: data -> features -> train -> register/promote [VERBOSE=1]
+	$(PY) -m pipelines.repro
 	$(DVC) push -q || echo "dvc push skipped (remote unreachable)"
 
 .PHONY: pipeline
-pipeline: $(STAMP) ## Run the Kubeflow pipeline locally (kfp.local) on the current features
+pipeline: $(STAMP) ## Run the Kubeflow pipeline locally (kfp.local) on the current features [VERBOSE=1]
 	$(DVC) repro featurize
 	$(PY) -m pipelines.run_local
 
 .PHONY: retrain
-retrain: $(STAMP) ## Next DAYS (7) of traffic [DRIFT=scenario] [VIA=canary] -> DVC -> pipeline -> gates
+retrain: $(STAMP) ## Next DAYS (7) of traffic [DRIFT=scenario] [VIA=canary] -> DVC -> pipeline -> gates [VERBOSE=1]
 	$(PY) -m pipelines.retrain --days $(or $(DAYS),7) $(if $(DRIFT),--drift $(DRIFT),) $(if $(VIA),--promote-via $(VIA),)
 
 .PHONY: compile

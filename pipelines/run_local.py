@@ -2,9 +2,12 @@
 
 ``python -m pipelines.run_local`` executes ``pipelines/compiled/fraud_training_pipeline.yaml``
 step by step as subprocesses in this environment, against the embedded defaults (the DVC
-outputs in ``data/``, MLflow on SQLite), prints every step and the gate decisions, then a
-summary table, and writes ``artifacts/metrics.json`` + ``artifacts/plots/`` for DVC. It is the
-command of the DVC ``train`` stage, so ``dvc repro`` and the cluster run the same code path.
+outputs in ``data/``, MLflow on SQLite), prints which step is running and the gate
+decisions, then a summary table and where the full log is (``run/logs/pipeline.log``: all of
+kfp.local's output; ``--verbose`` or ``FRAUD_VERBOSE=1`` prints it too). It writes
+``artifacts/metrics.json`` + ``artifacts/plots/`` for DVC and ``run/pipeline-summary.json``
+(gates, decision, summary) for the processes that report on the run. It is the command of
+the DVC ``train`` stage, so ``dvc repro`` and the cluster run the same code path.
 
 Exit codes: 0 when the run succeeded (whether or not the champion moved), 1 when a step
 stopped it (bad data, training error, registry unreachable).
@@ -18,14 +21,30 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+from kfp import components, local
+
+from data.files import write_json_atomic
 from fraudops.config import load_params, mlflow_tracking_uri, params_path
 from fraudops.paths import Paths, paths
 from pipelines import local_conditions
 from pipelines.compile import compiled_pipeline_path
+from pipelines.console import (
+    choose_echo,
+    gate_line,
+    last_error_line,
+    output_to_log,
+    plain,
+    progress_line,
+    verbose_requested,
+)
 from training.run import summarize_decision, write_dvc_outputs_from_decision
 from training.tracking import dvc_data_hash, git_commit
+
+#: ``schema`` of ``run/pipeline-summary.json``; bump it when a field changes meaning.
+SUMMARY_SCHEMA = "fraud-mlops.pipeline-run/1"
 
 
 @dataclass(frozen=True)
@@ -66,8 +85,6 @@ class PipelineFailed(RuntimeError):
 
 def run_pipeline(inputs: PipelineInputs, pipeline_root: Path) -> Path:
     """Run the compiled pipeline with kfp.local; the evaluation artifact's directory."""
-    from kfp import components, local
-
     # Keep only this run's step outputs: each run copies the training set.
     shutil.rmtree(pipeline_root, ignore_errors=True)
     pipeline_root.mkdir(parents=True)
@@ -81,15 +98,8 @@ def run_pipeline(inputs: PipelineInputs, pipeline_root: Path) -> Path:
     try:
         task = pipeline(**inputs.as_arguments())
     except RuntimeError as exc:
-        raise PipelineFailed(_plain(str(exc))) from None
+        raise PipelineFailed(plain(str(exc))) from None
     return Path(task.output.path)
-
-
-def _plain(text: str) -> str:
-    """Drop the ANSI colours kfp puts in its messages."""
-    import re
-
-    return re.sub(r"\x1b\[[0-9;]*m", "", text)
 
 
 def report(evaluation_dir: Path, artifacts_dir: Path) -> str:
@@ -99,31 +109,102 @@ def report(evaluation_dir: Path, artifacts_dir: Path) -> str:
     return summarize_decision(evaluation_dir, decision, tracking_uri=mlflow_tracking_uri())
 
 
-def highlights(output: str) -> list[str]:
-    """From a run's console output: the gate lines and the closing summary table.
+def pipeline_log(layout: Paths) -> Path:
+    """Where a local run's whole output goes (``run/logs/pipeline.log``)."""
+    return layout.run_dir / "logs" / "pipeline.log"
 
-    The steps' own logs (KFP executor input, library chatter) stay in the full output; this
-    is what a person needs to see of a run.
+
+def pipeline_summary_path(layout: Paths) -> Path:
+    """Where a local run's summary goes (``run/pipeline-summary.json``)."""
+    return layout.run_dir / "pipeline-summary.json"
+
+
+def pipeline_run_since(layout: Paths, began: str) -> dict | None:
+    """The run summary if a pipeline run started at or after ``began`` (ISO time), else None.
+
+    ``dvc repro`` skips the ``train`` stage when nothing it depends on changed; then the
+    summary on disk is an earlier run's and this returns None.
     """
-    lines = output.splitlines()
-    # Step logs arrive indented inside kfp's "Streamed logs" blocks.
-    gates = [
-        line.strip()
-        for line in lines
-        if line.strip().startswith(("GATE ", "promotion deferred"))
-    ]
-    starts = [i for i, line in enumerate(lines) if line.startswith("test window ")]
-    if not starts:
-        return gates
-    table = lines[starts[-1] :]
-    ends = [i for i, line in enumerate(table) if line.startswith("mlflow run:")]
-    return gates + (table[: ends[0] + 1] if ends else table)
+    path = pipeline_summary_path(layout)
+    if not path.exists():
+        return None
+    summary = json.loads(path.read_text())
+    return summary if summary.get("started_at", "") >= began else None
+
+
+def gates_from_log(log_text: str) -> list[dict[str, str]]:
+    """``[{"gate", "verdict", "detail", "line"}]`` from the steps' gate lines, in run order.
+
+    The components print each gate as ``GATE <name>: <VERDICT> — <detail>``; this process ran
+    them, so it is the one that reads their log and hands the gates on as JSON.
+    """
+    gates = []
+    for line in log_text.splitlines():
+        text = gate_line(line)
+        if text is None or not text.startswith("GATE "):
+            continue
+        name, _, rest = text.removeprefix("GATE ").partition(": ")
+        verdict, _, detail = rest.partition(" — ")
+        gates.append({"gate": name, "verdict": verdict, "detail": detail, "line": text})
+    return gates
+
+
+def write_summary(
+    layout: Paths,
+    started_at: str,
+    log_path: Path,
+    *,
+    decision: dict | None,
+    summary: str,
+    error: str | None = None,
+) -> Path:
+    """``run/pipeline-summary.json``: how the run ended, its gates, decision and summary table."""
+    log_text = log_path.read_text(encoding="utf-8") if log_path.exists() else ""
+    deferred = bool(
+        decision
+        and decision["gate"]["passed"]
+        and decision.get("challenge", {}).get("better")
+        and not decision.get("promote_now", True)
+    )
+    document = {
+        "schema": SUMMARY_SCHEMA,
+        "status": "failed" if error else "succeeded",
+        "error": error,
+        "started_at": started_at,
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "gates": gates_from_log(log_text),
+        # The gate lines as the terminal showed them (with "promotion deferred ..." if any).
+        "gate_lines": [line for raw in log_text.splitlines() if (line := gate_line(raw))],
+        "promotion_deferred_to_canary": deferred,
+        "decision": decision,
+        "summary": summary.splitlines(),
+        "log": str(log_path),
+    }
+    path = pipeline_summary_path(layout)
+    write_json_atomic(document, path)
+    return path
+
+
+def failure_message(kfp_message: str, log_text: str) -> str:
+    """One line naming the step that failed and the exception that stopped it.
+
+    kfp's own message names the pipeline, not the step ("Inner task failed: ."); the log says
+    which step started last and what it raised.
+    """
+    steps = [step for line in log_text.splitlines() if (step := progress_line(line))]
+    cause = last_error_line(log_text)
+    if not steps or cause is None:
+        return kfp_message
+    return f"{steps[-1]} failed: {cause}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    """CLI: run the pipeline locally and print the gate decisions."""
+    """CLI: run the pipeline locally; print the steps, the gates, the summary and the log."""
     parser = argparse.ArgumentParser(prog="python -m pipelines.run_local", description=__doc__)
-    parser.parse_args(argv)
+    parser.add_argument(
+        "--verbose", action="store_true", help="print kfp.local's whole output (FRAUD_VERBOSE=1)"
+    )
+    args = parser.parse_args(argv)
     load_params()  # fail fast on a broken params.yaml, before any step starts
     layout = paths()
     inputs = local_inputs(layout)
@@ -134,12 +215,23 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 1
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    log_path = pipeline_log(layout)
     try:
-        evaluation_dir = run_pipeline(inputs, layout.run_dir / "pipeline")
+        with output_to_log(log_path, choose_echo(verbose_requested(args.verbose))):
+            evaluation_dir = run_pipeline(inputs, layout.run_dir / "pipeline")
     except PipelineFailed as exc:
-        print(f"pipeline stopped: {exc}", file=sys.stderr)
+        message = failure_message(str(exc), log_path.read_text(encoding="utf-8"))
+        write_summary(layout, started_at, log_path, decision=None, summary="", error=message)
+        print(f"pipeline stopped: {message} (full log: {log_path})", file=sys.stderr)
         return 1
-    print(report(evaluation_dir, layout.artifacts))
+    summary = report(evaluation_dir, layout.artifacts)
+    with log_path.open("a", encoding="utf-8") as log:
+        log.write(summary + "\n")
+    decision = json.loads((evaluation_dir / "decision.json").read_text())
+    write_summary(layout, started_at, log_path, decision=decision, summary=summary)
+    print(summary)
+    print(f"full log: {log_path}")
     return 0
 
 

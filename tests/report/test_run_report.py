@@ -16,8 +16,8 @@ from serving.prediction_log import PredictionLogWriter
 from tests.model.mlflow_store import fresh_sqlite_store
 from tests.report.browser import HeadlessChromium
 from tests.report.conftest import MODEL, Project
-from tutorial import report
-from tutorial.report import Missing, Reason
+from tutorial import report, report_charts, report_facts, report_gather, report_render
+from tutorial.report_facts import Missing, Reason
 
 SECTION_HEADINGS = [
     "Data",
@@ -36,6 +36,15 @@ CHARTS_JS = """JSON.stringify({
                 height: p.getBBox().height})),
   bars: Array.from(document.querySelectorAll('svg.contributions rect'))
     .map(r => r.getBoundingClientRect().width),
+  legend: Array.from(document.querySelectorAll('svg.pr-curve text'))
+    .map(t => t.textContent).filter(t => t.includes('(AP ')),
+  badges: Array.from(document.querySelectorAll('nav .card[data-version]'))
+    .map(c => ({version: c.dataset.version, text: c.innerText})),
+  compared: Array.from(document.querySelectorAll('table.comparison')).map(t => ({
+    headers: Array.from(t.querySelectorAll('th')).map(h => h.innerText),
+    ap: Array.from(t.querySelectorAll('tbody tr'))
+      .filter(r => r.cells[0].innerText.startsWith('PR-AUC'))
+      .map(r => Array.from(r.cells).map(c => c.innerText))})),
   drift_link: document.querySelector('#drift a') && document.querySelector('#drift a').href,
   resources: performance.getEntriesByType('resource').map(e => e.name),
   scripts: document.scripts.length})"""
@@ -100,6 +109,7 @@ def test_report_renders_every_section_with_real_numbers_in_chromium(
         net = logged_metric(project, version, "net_benefit")
         assert f"${net:,.0f}" in text["models"]
     assert {c["version"] for c in charts["curves"]} == {"1", "2"}
+    assert_badges_and_table_agree_with_the_curve(charts)
     assert all(c["width"] > 100 and c["height"] > 20 for c in charts["curves"]), charts["curves"]
 
     drift = project.drift_summary
@@ -127,9 +137,24 @@ def test_report_renders_every_section_with_real_numbers_in_chromium(
     assert width == 1200 and height > 2000, (width, height)
 
 
+def assert_badges_and_table_agree_with_the_curve(charts: dict) -> None:
+    """Each model's AP in the badges, the comparison table and the PR legend is one figure."""
+    legend = {}
+    for text in charts["legend"]:  # "champion v1 (AP 0.7281)"
+        label, ap = text.rsplit(" (AP ", 1)
+        legend[label.split(" v")[-1]] = ap.rstrip(")")
+    assert set(legend) == {"1", "2"}, charts["legend"]
+    badges = {b["version"]: b["text"].rsplit("AP ", 1)[-1].strip() for b in charts["badges"]}
+    assert badges == legend, (charts["badges"], charts["legend"])
+    [table] = charts["compared"]
+    [ap_row] = table["ap"]
+    columns = [h.split(" v")[-1] for h in table["headers"][1:3]]
+    assert dict(zip(columns, ap_row[1:3])) == legend, (table, charts["legend"])
+
+
 def test_missing_sources_render_as_not_run_yet(tmp_path: Path, mlflow_template: Path) -> None:
     nowhere = tmp_path / "absent"
-    gathered = report.gather_report(
+    gathered = report_gather.gather_report(
         model_name=MODEL,
         tracking_uri=fresh_sqlite_store(mlflow_template, tmp_path),
         params=None,  # never needed: there is no model to score
@@ -148,7 +173,7 @@ def test_missing_sources_render_as_not_run_yet(tmp_path: Path, mlflow_template: 
         "explanation",
         "canary",
     ]
-    page = report.render_report(gathered, tmp_path / "run-report.html")
+    page = report_render.render_report(gathered, tmp_path / "run-report.html")
     for command in ("make data", "make train", "make drift", "make level5", "make canary"):
         assert f"<code>{command}</code>" in page
     # one note per section (lineage repeats the registry's)
@@ -167,7 +192,7 @@ def test_explanation_prefers_the_newest_flagged_audit_record(tmp_path: Path) -> 
     writer = PredictionLogWriter(tmp_path / "audit", prefix="audit")
     writer.write([record("r-1", "APPROVE", 0.01), record("r-2", "DECLINE", 0.93)])
     writer.write([record("r-3", "APPROVE", 0.02)])
-    explanation = report.gather_explanation(tmp_path / "audit", tmp_path / "none", {}, None)
+    explanation = report_gather.gather_explanation(tmp_path / "audit", tmp_path / "none", {}, None)
     assert explanation.request_id == "r-2" and explanation.decision == "DECLINE"
     assert explanation.fraud_probability == 0.93 and explanation.model_version == "3"
     assert [r.contribution for r in explanation.reasons] == [2.5, -0.4]
@@ -175,13 +200,15 @@ def test_explanation_prefers_the_newest_flagged_audit_record(tmp_path: Path) -> 
 
 
 def test_explanation_is_missing_without_audit_log_or_champion(tmp_path: Path) -> None:
-    explanation = report.gather_explanation(tmp_path / "audit", tmp_path / "predictions", {}, None)
+    explanation = report_gather.gather_explanation(
+        tmp_path / "audit", tmp_path / "predictions", {}, None
+    )
     assert isinstance(explanation, Missing) and explanation.command == "make level5"
 
 
 def test_drift_facts_come_from_the_summary(project: Project) -> None:
     path = project.root / "reports" / "drift" / "drift_summary.json"
-    drift = report.gather_drift(path)
+    drift = report_gather.gather_drift(path)
     summary = project.drift_summary
     assert drift.drift_detected == summary["drift_detected"]
     assert list(drift.signals) == summary["signals"]
@@ -191,8 +218,8 @@ def test_drift_facts_come_from_the_summary(project: Project) -> None:
 
 
 def test_canary_verdict_falls_back_to_the_registry_tags(project: Project) -> None:
-    registry = report.gather_registry(MODEL, project.tracking_uri)
-    canary = report.gather_canary(project.root / "no-such-verdict.json", registry)
+    registry = report_gather.gather_registry(MODEL, project.tracking_uri)
+    canary = report_gather.gather_canary(project.root / "no-such-verdict.json", registry)
     assert canary.action == project.canary_verdict["verdict"]["action"]
     assert canary.candidate_version == "2"
     assert canary.source == f"registry tags of {MODEL} version 2"
@@ -200,9 +227,11 @@ def test_canary_verdict_falls_back_to_the_registry_tags(project: Project) -> Non
 
 
 def test_pr_curves_score_both_models_on_the_same_window(project: Project) -> None:
-    registry = report.gather_registry(MODEL, project.tracking_uri)
-    bundles = report.load_bundles(registry)
-    curves = report.gather_pr_curves(registry, bundles, project.layout.training_set, project.params)
+    registry = report_gather.gather_registry(MODEL, project.tracking_uri)
+    bundles = report_gather.load_bundles(registry)
+    curves = report_gather.gather_pr_curves(
+        registry, bundles, project.layout.training_set, project.params
+    )
     by_version = {c.version: c for c in curves.curves}
     assert set(by_version) == {"1", "2"}
     assert by_version["1"].label == "champion v1" and by_version["2"].label == "candidate v2"
@@ -214,8 +243,8 @@ def test_pr_curves_score_both_models_on_the_same_window(project: Project) -> Non
 
 
 def test_charts_are_well_formed_svg() -> None:
-    curve = report.PRCurve("champion v1", "1", (0.0, 0.5, 1.0), (1.0, 0.8, 0.1), 0.7)
-    svg = ET.fromstring(report.pr_curve_svg([curve]))
+    curve = report_facts.PRCurve("champion v1", "1", (0.0, 0.5, 1.0), (1.0, 0.8, 0.1), 0.7)
+    svg = ET.fromstring(report_charts.pr_curve_svg([curve]))
     ns = "{http://www.w3.org/2000/svg}"
     [line] = svg.iter(f"{ns}polyline")
     assert len(line.get("points").split()) == 3
@@ -223,7 +252,7 @@ def test_charts_are_well_formed_svg() -> None:
         Reason("tx_amount", 412.0, 2.5, "amount is 412 (raises risk)"),
         Reason("tx_during_night", None, -0.4, "daytime <lowers> & safe"),
     ]
-    bars = ET.fromstring(report.contribution_svg(reasons))
+    bars = ET.fromstring(report_charts.contribution_svg(reasons))
     classes = [rect.get("class") for rect in bars.iter(f"{ns}rect")]
     assert classes == ["raises", "lowers"]
     assert "daytime <lowers> & safe" in [t.text for t in bars.iter(f"{ns}title")]
@@ -231,7 +260,7 @@ def test_charts_are_well_formed_svg() -> None:
 
 def test_report_is_written_atomically(tmp_path: Path) -> None:
     out = tmp_path / "reports" / "run-report.html"
-    report.write_report("<html>first</html>", out)
-    report.write_report("<html>second</html>", out)
+    report_render.write_report("<html>first</html>", out)
+    report_render.write_report("<html>second</html>", out)
     assert out.read_text() == "<html>second</html>"
     assert [p.name for p in out.parent.iterdir()] == ["run-report.html"]
