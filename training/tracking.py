@@ -2,7 +2,8 @@
 
 Each training run logs params, metrics of the candidate and the baseline, PR-curve and
 decision-matrix plots, the XGBoost-flavour model (signature + input example), the bundle
-files, the feature list and thresholds, the drift reference sample, lineage tags (git
+files, the feature list and thresholds, the drift reference sample, the model's global
+SHAP explanations (``explanations/``: ``training.explain_global``), lineage tags (git
 commit, DVC data hash, params hash) and a model card. Nothing here runs at import time:
 the tracking URI is set by the caller's call, never by importing this module.
 """
@@ -33,6 +34,7 @@ from fraudops.bundle import (
 from fraudops.config import Params
 from fraudops.paths import paths
 from fraudops.registry import ensure_reachable, tracking_uri_or_default
+from training.explain_global import log_global_explanations
 
 EXPERIMENT_NAME = MODEL_NAME
 #: Name of the XGBoost-flavour model inside the run (``runs:/<run_id>/model``).
@@ -328,6 +330,7 @@ def log_training_run(
             table = decision_counts(test_scores[TX_FRAUD].to_numpy(), decisions)
             _plot_decision_matrix(table, plots / "confusion_matrix.png")
             mlflow.log_artifacts(str(plots), "plots")
+        log_global_explanations(logged, reference_sample, seed=params.train.seed)
         mlflow.log_dict({"feature_names": list(logged.feature_names)}, "features.json")
         mlflow.log_dict(
             {"review": logged.thresholds.review, "decline": logged.thresholds.decline},
