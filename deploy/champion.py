@@ -20,7 +20,9 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_MODEL_NAME = "fraud-detector"
+from fraudops.config import MODEL_NAME
+
+DEFAULT_MODEL_NAME = MODEL_NAME
 DEFAULT_ALIAS = "champion"
 
 

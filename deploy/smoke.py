@@ -27,6 +27,7 @@ from typing import Any
 
 from data import schema
 from deploy.http import Response, Unreachable, request, require_http_url
+from fraudops.config import MODEL_NAME
 
 #: Keys a prediction object may carry its probability under.
 SCORE_KEYS = ("fraud_probability", "fraud_score", "score")
@@ -37,7 +38,7 @@ class Target:
     """Where the model is served and how to address it."""
 
     url: str
-    model: str = "fraud-detector"
+    model: str = MODEL_NAME
     host_header: str | None = None
     timeout: float = 10.0
 
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--url", default=os.environ.get("FRAUD_SERVING_URL"), help="service base URL"
     )
-    parser.add_argument("--model", default=os.environ.get("FRAUD_MODEL_NAME", "fraud-detector"))
+    parser.add_argument("--model", default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME))
     parser.add_argument("--host-header", default=None, help="Host header for an ingress gateway")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--ready-wait", type=float, default=120.0, help="seconds to wait for ready")

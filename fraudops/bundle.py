@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import xgboost
 
+from fraudops.config import MODEL_NAME
 from fraudops.registry import mlflow_client
 
 #: Decisions, in increasing severity; ``Thresholds.decide`` is the only place they are made.
 APPROVE, REVIEW, DECLINE = "APPROVE", "REVIEW", "DECLINE"
 _DECISIONS = np.array([APPROVE, REVIEW, DECLINE], dtype=object)
 
-MODEL_NAME = "fraud-detector"
 BOOSTER_FILE = "model.ubj"
 BUNDLE_FILE = "bundle.json"
 #: Where a training run stores the bundle and the drift reference inside its artifacts.

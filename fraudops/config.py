@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 #: Repository root: every default path is relative to it (override with FRAUD_PROJECT_ROOT).
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The registered model's name, the one every layer defaults to. It is defined here, not in
+#: ``fraudops.bundle`` (which re-exports it), because the model contract imports this module
+#: through ``fraudops.registry``, and light CLIs must not pay for numpy and XGBoost to learn it.
+MODEL_NAME = "fraud-detector"
 
 
 def project_root() -> Path:
@@ -89,7 +93,7 @@ class EvaluateParams(_Section):
 
 
 class RegisterParams(_Section):
-    model_name: str = "fraud-detector"
+    model_name: str = MODEL_NAME
     min_net_benefit: float = 40000.0
     min_f1: float = Field(0.20, ge=0, le=1)
     promote_margin: float = Field(0.005, ge=0)

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fraudops.config import MODEL_NAME
 from fraudops.paths import paths
 
 
@@ -23,7 +24,7 @@ class ServingSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", protected_namespaces=())
 
     #: registry model name, and the name on the endpoint path (``/v1/models/<name>:predict``)
-    model_name: str = "fraud-detector"
+    model_name: str = MODEL_NAME
     #: registry alias to serve; promotion and rollback move it, serving never names a version
     model_alias: str = "champion"
     #: a bundle directory (baked into the L1 image, KServe's /mnt/models); wins over the registry
