@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fraudops.config import MODEL_NAME
+from fraudops.settings import ModelSettings
 
 DEFAULT_MODEL_NAME = MODEL_NAME
 DEFAULT_ALIAS = "champion"
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.champion", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--name", default=os.environ.get("FRAUD_MODEL_NAME", DEFAULT_MODEL_NAME))
+    parser.add_argument("--name", default=ModelSettings().model_name)
     parser.add_argument("--alias", default=DEFAULT_ALIAS)
     parser.add_argument(
         "--previous-version",

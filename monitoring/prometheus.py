@@ -10,14 +10,12 @@ Written in the text exposition format by hand: the monitor image needs no client
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.files import atomic_path
-
-PUSHGATEWAY_ENV = "FRAUD_PUSHGATEWAY_URL"
+from fraudops.settings import MonitoringSettings
 
 
 class MetricsPushError(RuntimeError):
@@ -119,7 +117,7 @@ def write_textfile(text: str, path: Path) -> Path:
 
 def pushgateway_url() -> str | None:
     """``FRAUD_PUSHGATEWAY_URL`` or None (local runs write only the textfile)."""
-    return os.environ.get(PUSHGATEWAY_ENV) or None
+    return MonitoringSettings().pushgateway_url or None
 
 
 def push(text: str, url: str, job: str, timeout: float = 10.0) -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from fraudops.config import load_params, mlflow_tracking_uri, params_path
 from fraudops.paths import Paths, paths
+from fraudops.settings import PipelineSettings
 from pipelines.compile import compiled_pipeline_path
 
 
@@ -55,7 +55,7 @@ def local_inputs(layout: Paths) -> PipelineInputs:
         mlflow_tracking_uri=mlflow_tracking_uri(),
         git_commit=git_commit(layout.root),
         data_hash=dvc_data_hash(layout.root),
-        promote_via=os.environ.get("FRAUD_PROMOTE_VIA") or load_params().register_.promote_via,
+        promote_via=PipelineSettings().promote_via or load_params().register_.promote_via,
     )
 
 
