@@ -20,11 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from fraudops.config import MODEL_NAME
-from fraudops.settings import ModelSettings
-
-DEFAULT_MODEL_NAME = MODEL_NAME
-DEFAULT_ALIAS = "champion"
+from fraudops.settings import DEFAULT_ALIAS, ModelSettings
 
 
 @dataclass(frozen=True)
