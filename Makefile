@@ -165,9 +165,20 @@ ci-tools: ## Install the system tools the static checks use (promtool, offline a
 	bash .ci/npm-setup
 
 .PHONY: lint
-lint: $(STAMP) ## ruff over the code, and the layer contract (import-linter)
+lint: $(STAMP) ## ruff (lint + format check), the layer contract, declared dependencies, types
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/deptry .
+	$(MAKE) --no-print-directory typecheck
+
+.PHONY: hooks
+hooks: $(STAMP) ## Install the git pre-commit hooks (.pre-commit-config.yaml: the checks of make lint)
+	$(VENV)/bin/pre-commit install
+
+.PHONY: typecheck
+typecheck: $(STAMP) ## mypy over the floor (fraudops) and the servers (serving), as pyproject.toml says
+	$(VENV)/bin/mypy
 
 .PHONY: clean
 clean: ## Remove generated data, registry and run files (keeps .venv)

@@ -36,7 +36,9 @@ from typing import Any
 
 import numpy as np
 
-MODEL = "fraud-detector"
+from fraudops.config import MODEL_NAME
+
+MODEL = MODEL_NAME
 TARGETS = {
     "predictor_p50_vs_noop_max": 1.3,
     "predictor_throughput_vs_naive_min": 1.5,

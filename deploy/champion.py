@@ -20,8 +20,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_MODEL_NAME = "fraud-detector"
-DEFAULT_ALIAS = "champion"
+from fraudops.settings import DEFAULT_ALIAS, ModelSettings
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.champion", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--name", default=os.environ.get("FRAUD_MODEL_NAME", DEFAULT_MODEL_NAME))
+    parser.add_argument("--name", default=ModelSettings().model_name)
     parser.add_argument("--alias", default=DEFAULT_ALIAS)
     parser.add_argument(
         "--previous-version",

@@ -18,7 +18,6 @@ ingress routes on when the URL is the gateway's address.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -27,6 +26,8 @@ from typing import Any
 
 from data import schema
 from deploy.http import Response, Unreachable, request, require_http_url
+from fraudops.config import MODEL_NAME
+from fraudops.settings import DeploySettings
 
 #: Keys a prediction object may carry its probability under.
 SCORE_KEYS = ("fraud_probability", "fraud_score", "score")
@@ -37,7 +38,7 @@ class Target:
     """Where the model is served and how to address it."""
 
     url: str
-    model: str = "fraud-detector"
+    model: str = MODEL_NAME
     host_header: str | None = None
     timeout: float = 10.0
 
@@ -167,10 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.smoke", description=__doc__.split("\n")[0]
     )
-    parser.add_argument(
-        "--url", default=os.environ.get("FRAUD_SERVING_URL"), help="service base URL"
-    )
-    parser.add_argument("--model", default=os.environ.get("FRAUD_MODEL_NAME", "fraud-detector"))
+    settings = DeploySettings()
+    parser.add_argument("--url", default=settings.serving_url, help="service base URL")
+    parser.add_argument("--model", default=settings.model_name)
     parser.add_argument("--host-header", default=None, help="Host header for an ingress gateway")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--ready-wait", type=float, default=120.0, help="seconds to wait for ready")

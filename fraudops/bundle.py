@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import xgboost
 
+from fraudops.config import MODEL_NAME
 from fraudops.registry import mlflow_client
 
 #: Decisions, in increasing severity; ``Thresholds.decide`` is the only place they are made.
 APPROVE, REVIEW, DECLINE = "APPROVE", "REVIEW", "DECLINE"
 _DECISIONS = np.array([APPROVE, REVIEW, DECLINE], dtype=object)
 
-MODEL_NAME = "fraud-detector"
 BOOSTER_FILE = "model.ubj"
 BUNDLE_FILE = "bundle.json"
 #: Where a training run stores the bundle and the drift reference inside its artifacts.
@@ -96,8 +96,9 @@ class ModelBundle:
                 f"X: expected shape (n, {len(self.feature_names)}) in feature_names order, "
                 f"got {X.shape}"
             )
-        if self.has_fast_path(X.shape[0]):
-            return self.fast_scorer(X)
+        scorer = self.fast_scorer
+        if scorer is not None and X.shape[0] <= self.fast_max_rows:  # has_fast_path, inlined
+            return scorer(X)
         # inplace_predict skips DMatrix construction (XGBoost's fastest path for batches).
         return np.asarray(self.booster.inplace_predict(X), dtype=float)
 

@@ -15,13 +15,18 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-#: Repository root: every default path is relative to it (override with FRAUD_PROJECT_ROOT).
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The project root and the model name are defined with the environment's settings (which
+# import nothing else of the project) and stay importable from here, where callers look.
+from fraudops.settings import (
+    MODEL_NAME,
+    PROJECT_ROOT,  # noqa: F401 -- re-exported
+    ProjectSettings,
+)
 
 
 def project_root() -> Path:
-    """The root all relative paths resolve against (a test may point it at a temp copy)."""
-    return Path(os.environ.get("FRAUD_PROJECT_ROOT", PROJECT_ROOT)).resolve()
+    """The root all relative paths resolve against (``FRAUD_PROJECT_ROOT``, else the repo)."""
+    return ProjectSettings().project_root.resolve()
 
 
 class _Section(BaseModel):
@@ -89,7 +94,7 @@ class EvaluateParams(_Section):
 
 
 class RegisterParams(_Section):
-    model_name: str = "fraud-detector"
+    model_name: str = MODEL_NAME
     min_net_benefit: float = 40000.0
     min_f1: float = Field(0.20, ge=0, le=1)
     promote_margin: float = Field(0.005, ge=0)
@@ -228,7 +233,7 @@ class ConfigError(ValueError):
 
 def params_path() -> Path:
     """Where ``params.yaml`` is read from (FRAUD_PARAMS overrides the project default)."""
-    return Path(os.environ.get("FRAUD_PARAMS", project_root() / "params.yaml"))
+    return ProjectSettings().params or project_root() / "params.yaml"
 
 
 @lru_cache(maxsize=8)

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from data.files import write_json_atomic
-from fraudops.bundle import MODEL_NAME
 from fraudops.paths import paths
 from fraudops.registry import tracking_uri_or_default
+from fraudops.settings import ModelSettings
 from monitoring.window import is_uri
 
 EXIT_OK = 0
@@ -225,14 +225,15 @@ def artifact_lines(summary: dict) -> list[str]:
 
 def add_job_arguments(parser: argparse.ArgumentParser, job: str) -> None:
     """The options the drift and performance jobs share: model, outputs, retrain trigger."""
+    model = ModelSettings()
     parser.add_argument(
         "--alias",
-        default=os.environ.get("FRAUD_MODEL_ALIAS", "champion"),
+        default=model.model_alias,
         help="registry alias to judge (default: FRAUD_MODEL_ALIAS or champion)",
     )
     parser.add_argument(
         "--model-name",
-        default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME),
+        default=model.model_name,
         help="registered model (default: FRAUD_MODEL_NAME or fraud-detector)",
     )
     parser.add_argument("--out-dir", type=Path, help=f"report directory (default: reports/{job})")

@@ -13,7 +13,6 @@ process does not collide with itself -- and writes / pushes them; httpx carries 
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from prometheus_client import (
     write_to_textfile,
 )
 
-PUSHGATEWAY_ENV = "FRAUD_PUSHGATEWAY_URL"
+from fraudops.settings import MonitoringSettings
 
 #: ``(labels, value)`` pairs of one gauge; a None or non-finite value is left out.
 Samples = Sequence[tuple[dict[str, str], float | None]]
@@ -154,7 +153,7 @@ def write_textfile(registry: CollectorRegistry, path: Path) -> Path:
 
 def pushgateway_url() -> str | None:
     """``FRAUD_PUSHGATEWAY_URL`` or None (local runs write only the textfile)."""
-    return os.environ.get(PUSHGATEWAY_ENV) or None
+    return MonitoringSettings().pushgateway_url or None
 
 
 def _httpx_handler(

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from kfp import components, local
 from data.files import write_json_atomic
 from fraudops.config import load_params, mlflow_tracking_uri, params_path
 from fraudops.paths import Paths, paths
+from fraudops.settings import PipelineSettings
 from pipelines import local_conditions
 from pipelines.compile import compiled_pipeline_path
 from pipelines.console import (
@@ -75,7 +75,7 @@ def local_inputs(layout: Paths) -> PipelineInputs:
         mlflow_tracking_uri=mlflow_tracking_uri(),
         git_commit=git_commit(layout.root),
         data_hash=dvc_data_hash(layout.root),
-        promote_via=os.environ.get("FRAUD_PROMOTE_VIA") or load_params().register_.promote_via,
+        promote_via=PipelineSettings().promote_via or load_params().register_.promote_via,
     )
 
 

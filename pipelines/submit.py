@@ -29,11 +29,12 @@ import kfp_server_api
 import urllib3
 import yaml
 
-from fraudops.config import ConfigError, load_params, params_path
+from fraudops.config import MODEL_NAME, ConfigError, load_params, params_path
 from pipelines.compile import compiled_pipeline_path
 from pipelines.run_local import PipelineInputs
 
-DEFAULT_EXPERIMENT = "fraud-detector"
+#: KFP experiment of the runs: named after the model, like the MLflow training experiment.
+DEFAULT_EXPERIMENT = MODEL_NAME
 DEFAULT_TOKEN_ENV = "KFP_TOKEN"
 HEALTHZ_PATH = "/apis/v2beta1/healthz"
 #: Run states after which KFP never changes a run again (v2beta1 ``RuntimeState``).

@@ -105,7 +105,7 @@ class ModelHolder:
     def _read(self) -> ModelBundle:
         from fraudops.bundle import load_bundle, load_registered_bundle
 
-        if not self.uses_registry:
+        if self.settings.model_dir is not None:  # not uses_registry: the directory wins
             return load_bundle(Path(self.settings.model_dir))
         ensure_reachable(self.tracking_uri, timeout_s=self.settings.load_retry_seconds)
         return load_registered_bundle(
@@ -146,7 +146,8 @@ class ModelHolder:
         """Try to load the model once; on failure log one clear line and stay not ready."""
         with self._load_lock:
             try:
-                self._install(self._read())
+                bundle = self._read()
+                self._install(bundle)
             except Exception as exc:  # noqa: BLE001 -- any failure means "not ready": logged, retried
                 self.load_error = f"{self.source}: {_one_line(exc)}"
                 logger.error(
@@ -161,9 +162,9 @@ class ModelHolder:
             "model loaded from %s: version %s, %d features, thresholds review=%.4f decline=%.4f",
             self.source,
             self.model_version,
-            len(self.bundle.feature_names),
-            self.bundle.thresholds.review,
-            self.bundle.thresholds.decline,
+            len(bundle.feature_names),
+            bundle.thresholds.review,
+            bundle.thresholds.decline,
         )
         return True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -89,7 +90,7 @@ class PredictionLogWriter:
         if full:
             self._path = None  # the next write looks for the next part
 
-    def write(self, records: list[PredictionRecord]) -> None:
+    def write(self, records: Sequence[object]) -> None:
         """Append ``records`` (dataclass instances) as JSON lines (no-op for an empty list).
 
         Per request this is one open/write/fstat/close: the file is looked up once per day

@@ -48,7 +48,7 @@ class HeldModel(kserve.Model):
         super().__init__(name)
 
     @property
-    def ready(self) -> bool:  # type: ignore[override]
+    def ready(self) -> bool:
         """Ready exactly when a model is loaded (KServe's readiness endpoints read this)."""
         return self.holder.ready
 

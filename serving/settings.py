@@ -12,20 +12,18 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fraudops.paths import paths
+from fraudops.settings import LogSettings, ModelSettings
 
 
-class ServingSettings(BaseSettings):
-    """What a model server needs to know; each field is ``FRAUD_<NAME>`` in the environment."""
+class ServingSettings(ModelSettings, LogSettings):
+    """What a model server needs to know; each field is ``FRAUD_<NAME>`` in the environment.
 
-    model_config = SettingsConfigDict(env_prefix="FRAUD_", extra="ignore", protected_namespaces=())
+    The model (``model_name``, ``model_alias``) and log folders (``prediction_log_dir``,
+    ``audit_log_dir``) are the floor's fields (:mod:`fraudops.settings`), shared with the jobs.
+    """
 
-    #: registry model name, and the name on the endpoint path (``/v1/models/<name>:predict``)
-    model_name: str = "fraud-detector"
-    #: registry alias to serve; promotion and rollback move it, serving never names a version
-    model_alias: str = "champion"
     #: a bundle directory (baked into the L1 image, KServe's /mnt/models); wins over the registry
     model_dir: Path | None = None
     #: seconds between registry alias checks (0 = never poll; ``POST /reload`` still works)
@@ -40,10 +38,6 @@ class ServingSettings(BaseSettings):
     feast_repo: Path | None = None
     #: overrides the Feast project of feature_store.yaml (Redis keys are namespaced by it)
     feast_project: str | None = None
-    #: where scored transactions are logged (default ``run/predictions``)
-    prediction_log_dir: Path | None = None
-    #: where explanations are audited (default ``run/audit``)
-    audit_log_dir: Path | None = None
     #: score small batches with the booster's trees compiled (checked against XGBoost first)
     compiled_trees: bool = True
     #: the most transactions one request may carry; more is a 422, not a slow request

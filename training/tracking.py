@@ -2,7 +2,8 @@
 
 Each training run logs params, metrics of the candidate and the baseline, PR-curve and
 decision-matrix plots, the XGBoost-flavour model (signature + input example), the bundle
-files, the feature list and thresholds, the drift reference sample, lineage tags (git
+files, the feature list and thresholds, the drift reference sample, the model's global
+SHAP explanations (``explanations/``: ``training.explain_global``), lineage tags (git
 commit, DVC data hash, params hash) and a model card. Nothing here runs at import time:
 the tracking URI is set by the caller's call, never by importing this module.
 """
@@ -34,6 +35,7 @@ from fraudops.config import Params
 from fraudops.paths import paths
 from fraudops.registry import ensure_reachable, tracking_uri_or_default
 from training.evaluate import decision_counts, pr_curve_points
+from training.explain_global import log_global_explanations
 
 EXPERIMENT_NAME = MODEL_NAME
 #: Name of the XGBoost-flavour model inside the run (``runs:/<run_id>/model``).
@@ -370,6 +372,7 @@ def log_training_run(
         )
         card = _log_params_metrics_and_tags(logged, candidate, baseline, params)
         _log_files(logged, card, test_scores, reference_sample, evaluation)
+        log_global_explanations(logged, reference_sample, seed=params.train.seed)
         _log_model(logged, reference_sample)
     return run_id
 

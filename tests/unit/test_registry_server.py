@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import psycopg2
 import pytest
-import requests
 
 from fraudops.bundle import load_reference_sample, load_registered_bundle
 from tests.model.synthetic import WEAK_XGBOOST, small_params, write_training_set
@@ -95,9 +95,9 @@ def mlflow_server(
                     f"mlflow server exited ({server.returncode}):\n{(work / 'server.log').read_text()[-2000:]}"
                 )
             try:
-                if requests.get(f"{url}/health", timeout=2).ok:
+                if httpx.get(f"{url}/health", timeout=2).is_success:
                     break
-            except requests.RequestException:
+            except httpx.HTTPError:
                 pass  # not listening yet
             if time.monotonic() > deadline:
                 pytest.fail(
