@@ -4,7 +4,7 @@ deptry reads ``[tool.deptry]`` in pyproject.toml. Three kinds of scan:
 
 - the shipped code against all extras (``dev`` counted as dev-only): undeclared (DEP001),
   unused (DEP002), transitive (DEP003) and dev-only (DEP004) imports all fail;
-- the dev-time code (tests, bench, deploy, tutorial: they run where ``make setup`` installed
+- the dev-time code (tests, bench, deploy: they run where ``make setup`` installed
   every extra) against all extras: undeclared and transitive imports fail;
 - each container's own code against the base and that container's extras only (the other
   extras counted as dev-only): an import its image does not install fails as DEP004.
@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 EXTRAS = ("train", "serve", "monitor", "pipeline", "dev")
 #: Dev-time code: never in an image, run where every extra is installed.
-DEV_TIME = ("tests", "bench", "deploy", "tutorial")
+DEV_TIME = ("tests", "bench", "deploy")
 #: Container -> (the extras its image installs, the project folders it runs).
 #: The floor (fraudops) is in every image and not scanned alone: its bundle imports xgboost,
 #: which every image that loads a model installs through its own extra.
