@@ -33,7 +33,7 @@ import numpy as np
 from data.files import write_json_atomic
 from fraudops.paths import paths
 from fraudops.registry import tracking_uri_or_default
-from fraudops.settings import ModelSettings
+from fraudops.settings import ModelSettings, MonitoringSettings
 from monitoring.window import is_uri
 
 EXIT_OK = 0
@@ -57,7 +57,7 @@ SUMMARY_KEYS = (
 # Where the jobs read and write unless told: the drift, performance and A/B CLIs share these.
 def default_prediction_log_dir() -> Path | str:
     """``FRAUD_PREDICTION_LOG_DIR`` (a folder or an ``s3://`` URI), else ``run/predictions``."""
-    configured = os.environ.get("FRAUD_PREDICTION_LOG_DIR")
+    configured = MonitoringSettings().prediction_log_dir
     if not configured:
         return paths().prediction_log_dir
     return configured if is_uri(configured) else Path(configured)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 
 from fraudops.paths import paths
+from fraudops.settings import LaunchSettings
 from serving.levels import LEVELS, kserve_ready_path, level_components
 from serving.processes import (
     Component,
@@ -185,12 +185,12 @@ def main(argv: list[str] | None = None) -> None:
     """CLI: ``level1`` .. ``level5`` or ``stop``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=(*LEVELS, "stop"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("FRAUD_PORT", "8080")))
+    parser.add_argument("--port", type=int, default=LaunchSettings().port)
     parser.add_argument(
-        "--predictor-port", type=int, default=int(os.environ.get("FRAUD_PREDICTOR_PORT", "8081"))
+        "--predictor-port", type=int, default=LaunchSettings().predictor_port
     )
     parser.add_argument(
-        "--explainer-port", type=int, default=int(os.environ.get("FRAUD_EXPLAINER_PORT", "8082"))
+        "--explainer-port", type=int, default=LaunchSettings().explainer_port
     )
     parser.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for readiness"

@@ -21,9 +21,9 @@ import os
 import sys
 from pathlib import Path
 
-from fraudops.bundle import MODEL_NAME
 from fraudops.config import ConfigError, load_params, mlflow_tracking_uri
 from fraudops.paths import paths
+from fraudops.settings import ModelSettings
 from monitoring.outputs import output_files
 from serving.settings import load_settings
 from tutorial.report_facts import Missing, RunReport
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m tutorial.report", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--out", type=Path, help="default: reports/run-report.html")
-    parser.add_argument("--model-name", default=os.environ.get("FRAUD_MODEL_NAME", MODEL_NAME))
+    parser.add_argument("--model-name", default=ModelSettings().model_name)
     parser.add_argument("--tracking-uri", help="default: MLFLOW_TRACKING_URI or the local SQLite")
     parser.add_argument(
         "--training-set", type=Path, help="default: data/features/training_set.parquet"
