@@ -120,6 +120,8 @@ def plot_summary(explanation: GlobalExplanation, path: Path) -> Path:
         plot_size=(7, 6),
     )
     figure = plt.gcf()
+    # shap's default label names no units; the reason codes speak log-odds too.
+    figure.axes[0].set_xlabel("SHAP value (log-odds of fraud)")
     figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return path
