@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -157,9 +158,12 @@ def test_retrain_on_new_days_runs_the_gates_and_twice_without_new_data_is_a_no_o
     assert "new data: 3 days of live traffic" in first.stdout
     assert "GATE data validation: PASS" in first.stdout
     assert "champion challenge:" in first.stdout
-    assert "n_customers" not in first.stdout  # quiet: kfp.local's echo is in the log
-    assert "n_customers" in (project.root / "run" / "logs" / "retrain.log").read_text()
+    assert "n_customers" not in first.stdout  # quiet: kfp.local's echo is in the logs
     summary = json.loads((project.root / "run" / "retrain-summary.json").read_text())
+    retrain_log = project.root / "run" / "logs" / "retrain.log"
+    assert summary["log"] == str(retrain_log) and f"full log: {retrain_log}" in first.stdout
+    assert "Running stage 'train'" in retrain_log.read_text()
+    assert "n_customers" in Path(summary["pipeline_log"]).read_text()
     assert summary["schema"] == "fraud-mlops.retrain/1" and summary["retrained"] is True
     assert summary["new_data"] == "new data: 3 days of live traffic (drift: none)"
     assert any("average_precision" in line for line in summary["pipeline_summary"])
