@@ -26,7 +26,7 @@ import pandas as pd
 
 from data.files import live_batches
 from data.schema import REQUEST_COLUMNS
-from fraudops.config import mlflow_tracking_uri, project_root
+from fraudops.config import MODEL_NAME, mlflow_tracking_uri, project_root
 from fraudops.paths import paths
 from monitoring.outputs import quiet_mlflow_downloads
 from pipelines.console import progress_line
@@ -45,7 +45,7 @@ class StepFailed(RuntimeError):
 DEMO_DRIFT = "amount_shift"
 #: Instances per request when replaying a day through the servers (FRAUD_MAX_BATCH_SIZE).
 REPLAY_BATCH = 200
-ENTRY = "http://127.0.0.1:8080/v1/models/fraud-detector"
+ENTRY = f"http://127.0.0.1:8080/v1/models/{MODEL_NAME}"
 
 
 @dataclass

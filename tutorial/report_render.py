@@ -20,6 +20,7 @@ from markupsafe import Markup
 
 from data.files import atomic_path
 from data.schema import FRAUD_SCENARIOS
+from fraudops.settings import MODEL_NAME
 from monitoring.lineage import VersionLineage
 from tutorial.report_charts import contribution_svg, pr_curve_svg
 from tutorial.report_facts import (
@@ -411,7 +412,7 @@ def render_report(report: RunReport, out_path: Path) -> str:
         environment()
         .get_template(PAGE_TEMPLATE)
         .render(
-            name=registry.model_name if not isinstance(registry, Missing) else "fraud-detector",
+            name=registry.model_name if not isinstance(registry, Missing) else MODEL_NAME,
             generated_at=report.generated_at,
             tracking_uri=None if isinstance(registry, Missing) else registry.tracking_uri,
             cards=status_cards(report),
