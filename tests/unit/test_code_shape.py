@@ -31,7 +31,6 @@ MAX_FUNCTION_LINES = 80
 IN_FLIGHT = {
     "bench": "benchmarks being extended",
     "features": "the online-state rewrite (branch fresh)",
-    "tutorial": "the report and demo split (branch report)",
     "data/simulate.py": "the simulator being extended",
     "serving/transformer.py": "the transformer rewrite",
     "serving/lookup.py": "the online lookup rewrite (branch fresh)",
