@@ -8,13 +8,17 @@
 # Dependencies come from uv.lock (--frozen, the `serve` extra): the image runs the versions
 # the tests ran. Build from the repository root.
 
-ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
+# The official image by default; `make rehearse` passes a base built from Debian packages
+# (debootstrap) when no image registry can be reached. Both must be the same in both stages.
+ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
+# UV_NATIVE_TLS: uv trusts the base's CA store (as pip does), so a CA added there counts.
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
+    UV_NATIVE_TLS=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN pip install --no-cache-dir uv==0.13.9
 WORKDIR /src
@@ -22,7 +26,7 @@ WORKDIR /src
 COPY pyproject.toml uv.lock ./
 RUN uv sync --frozen --no-dev --no-install-project --no-cache --extra serve
 
-FROM ${PYTHON_IMAGE}
+FROM ${BASE_IMAGE}
 # A fixed numeric uid, so Kubernetes `runAsNonRoot` can check it; log folders it may write.
 RUN groupadd --system --gid 10001 fraud \
     && useradd --system --uid 10001 --gid fraud --no-create-home --shell /usr/sbin/nologin fraud \
