@@ -152,6 +152,10 @@ test: $(STAMP) ## Run the test suite
 bench: $(STAMP) ## Benchmarks: speed/memory targets as ratios against in-run baselines
 	$(PY) -m bench
 
+.PHONY: rehearse
+rehearse: $(STAMP) ## Production path on one machine: build every image, pipeline in containers, L5 from manifests, drift; torn down
+	nice $(PY) -m deploy.rehearse
+
 .PHONY: ci-tools
 ci-tools: ## Install the system tools the static checks use (promtool, offline actionlint)
 	while read -r cmd pkg; do
