@@ -288,3 +288,66 @@ def write_sizes(images: Iterable[BuiltImage], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([image.__dict__ for image in images], indent=2))
     return path
+
+
+def push_image(client: Any, built: BuiltImage, registry: str, tag: str) -> str:
+    """Tag ``built`` as ``<registry>/fraud-mlops-<name>:<tag>``, push it; its digest."""
+    repository = f"{registry.rstrip('/')}/{LOCAL_PREFIX}{built.name}"
+    image = client.images.get(built.tag)
+    image.tag(repository, tag)
+    for chunk in client.images.push(repository, tag=tag, stream=True, decode=True):
+        if "error" in chunk:
+            raise ImageBuildError(f"push {repository}:{tag}: {chunk['error']}")
+    image.reload()
+    for digest in image.attrs.get("RepoDigests", []):
+        if digest.startswith(f"{repository}@"):
+            return digest.split("@", 1)[1]
+    raise ImageBuildError(f"push {repository}:{tag}: the registry returned no digest")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """CLI: build every image as ``make rehearse`` does; optionally push and export digests."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.images", description="Build every image of the repo's Dockerfiles."
+    )
+    parser.add_argument("--push", metavar="REGISTRY", help="push to REGISTRY (e.g. ghcr.io/acme)")
+    parser.add_argument("--tag", default="latest", help="tag to push (default: %(default)s)")
+    parser.add_argument("--github-output", action="store_true", help="digests to $GITHUB_OUTPUT")
+    args = parser.parse_args(argv)
+    import docker
+    import docker.errors
+
+    from fraudops.config import project_root
+
+    try:
+        client = docker.from_env(timeout=3600)
+        base = base_image(client)
+        lines = []
+        for spec in IMAGES:
+            built = build_image(client, project_root(), spec, base)
+            print(
+                f"{built.name}: {built.tag} {built.size_bytes / 1e9:.2f} GB ({built.seconds:.0f}s)"
+            )
+            if args.push:
+                lines.append(f"{built.name}={push_image(client, built, args.push, args.tag)}")
+    except (ImageBuildError, docker.errors.DockerException) as exc:
+        print(f"error: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    output = os.environ.get("GITHUB_OUTPUT")
+    if args.github_output and output:
+        with open(output, "a") as handle:
+            handle.writelines(line + "\n" for line in lines)
+    print("\n".join(lines))
+    return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy import images as image_builds
+from deploy.dvc_urls import PIPELINE_INPUTS, remote_urls
 from deploy.engine import Engine, EngineUnavailable, bridge_gateway, ensure_engine
 from deploy.pod_container import ContainerPlan, config_maps_of, find, plan_container, pod_of
 from deploy.rehearse_services import (
@@ -61,11 +62,7 @@ from deploy.rehearse_services import (
 LABEL = "fraud-mlops.rehearse"
 MODEL_NAME = "fraud-detector"
 #: The data the pipeline reads, as DVC tracks it (pushed to the S3 remote).
-DATA_OUTPUTS = {
-    "transactions": "data/validated/transactions.parquet",
-    "customer_features": "data/features/customer_features.parquet",
-    "terminal_features": "data/features/terminal_features.parquet",
-}
+DATA_OUTPUTS = PIPELINE_INPUTS
 DVC_REMOTE = "rehearse"
 PREDICTION_LOG_PREFIX = "prediction-log"
 #: Transactions sent through level 5 before the drift job (drift.min_current_rows is 200).
@@ -325,19 +322,11 @@ def step_data(r: Rehearsal) -> str:
     }
     with Repo(str(r.root), config=config) as repo:
         repo.push(targets=list(DATA_OUTPUTS.values()), remote=DVC_REMOTE)
-        for key, path in DATA_OUTPUTS.items():
-            r.data_urls[key] = _remote_url(repo, path)
+    r.data_urls = remote_urls(r.root, DVC_REMOTE, config)
     missing = [u for u in r.data_urls.values() if not r.store.keys(u.split(f"{BUCKET}/", 1)[1])]
     if missing:
         raise StepFailed(f"dvc push: not in the remote: {', '.join(missing)}")
     return f"{len(r.data_urls)} files in s3://{BUCKET}/dvc (e.g. {r.data_urls['transactions']})"
-
-
-def _remote_url(repo: Any, path: str) -> str:
-    """The S3 URL of a DVC-tracked file in the remote (content-addressed by its md5)."""
-    import dvc.api
-
-    return dvc.api.get_url(path, repo=repo.root_dir, remote=DVC_REMOTE, config=repo.config)
 
 
 def _run(command: list[str], r: Rehearsal, env: dict[str, str], log: str) -> str:
