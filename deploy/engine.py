@@ -95,5 +95,10 @@ def ensure_engine(log_dir: Path, wait_s: float = 60.0) -> Engine:
 
 def bridge_gateway(client: Any, network: str = "bridge") -> str:
     """The host's address on the default bridge: where host-side services listen for containers."""
-    config = client.networks.get(network).attrs["IPAM"]["Config"]
-    return str(config[0]["Gateway"])
+    import ipaddress
+
+    config = client.networks.get(network).attrs["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    # The default bridge often names only its subnet: the gateway is its first address.
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))

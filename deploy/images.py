@@ -31,6 +31,11 @@ OFFICIAL_BASE = "python:3.11.13-slim-bookworm"
 #: The same Python from Debian's packages, when the official image cannot be pulled (the
 #: tag ends in a digest of the local CA certificates it trusts: see ``local_ca_files``).
 DEBIAN_BASE_REPOSITORY = "fraud-mlops/python-debian"
+#: The image configuration an import does not carry: Debian's PATH, python3 by default.
+IMAGE_CONFIG = (
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    'CMD ["python3"]',
+)
 #: Certificates an administrator added to the host (a proxy's CA): the base trusts them too,
 #: or pip and uv cannot reach PyPI from a build where the host can.
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
@@ -137,8 +142,8 @@ def local_ca_files(directory: Path = LOCAL_CA_DIR) -> list[Path]:
 
 
 def debian_base_tag(ca_files: Iterable[Path]) -> str:
-    """The Debian base's tag: the suite plus a digest of the CA certificates baked in."""
-    digest = hashlib.sha256()
+    """The Debian base's tag: the suite plus a digest of the recipe and the CAs baked in."""
+    digest = hashlib.sha256("\n".join((*DEBIAN_PACKAGES, *IMAGE_CONFIG)).encode())
     for path in ca_files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return f"{DEBIAN_BASE_REPOSITORY}:3.11-{DEBIAN_SUITE}-{digest.hexdigest()[:12]}"
@@ -206,7 +211,7 @@ def debian_base_image(client: Any, cache: Path | None = None) -> str:
             data.read(),
             repository=repository,
             tag=tag,
-            changes=["ENV PATH=/usr/local/bin:/usr/bin:/bin", 'CMD ["python3"]'],
+            changes=list(IMAGE_CONFIG),
         )
     return base
 

@@ -121,6 +121,8 @@ class Rehearsal:
         started = time.monotonic()
         try:
             detail, ok = action(), True
+        except EngineUnavailable:
+            raise  # not a step that failed: the whole run cannot start (main says how)
         except (StepFailed, ServiceError, image_builds.ImageBuildError) as exc:
             detail, ok = str(exc), False
         except Exception as exc:  # noqa: BLE001 -- any other failure is this step's failure, named
@@ -320,9 +322,9 @@ def step_data(r: Rehearsal) -> str:
     config = {
         "remote": {DVC_REMOTE: {"url": f"s3://{BUCKET}/dvc", "endpointurl": r.store.endpoint}}
     }
-    with Repo(str(r.root), config=config) as repo:
+    with _environment(env), Repo(str(r.root), config=config) as repo:
         repo.push(targets=list(DATA_OUTPUTS.values()), remote=DVC_REMOTE)
-    r.data_urls = remote_urls(r.root, DVC_REMOTE, config)
+        r.data_urls = remote_urls(r.root, DVC_REMOTE, config)
     missing = [u for u in r.data_urls.values() if not r.store.keys(u.split(f"{BUCKET}/", 1)[1])]
     if missing:
         raise StepFailed(f"dvc push: not in the remote: {', '.join(missing)}")
@@ -350,7 +352,12 @@ def step_feast(r: Rehearsal) -> str:
 
     docs = _render(r.root, "k8s/overlays/level5")
     text = config_maps_of(docs)["feast-feature-store"]["feature_store.yaml"]
-    with _environment(r.host_env(), FEAST_REDIS_CONNECTION_STRING=f"{r.gateway}:6379"):
+    log = (r.logs / "feast.log").open("w")
+    with (
+        log,
+        contextlib.redirect_stdout(log),
+        _environment(r.host_env(), FEAST_REDIS_CONNECTION_STRING=f"{r.gateway}:6379"),
+    ):
         config = RepoConfig(**yaml.safe_load(os.path.expandvars(text)))
         # The definitions' offline sources are paths relative to the project's feature repo.
         config.repo_path = paths(r.root).feature_repo
@@ -750,7 +757,7 @@ def rehearse(root: Path, workdir: Path, keep: bool = False) -> Rehearsal:
             if not r.step(name, lambda action=action: action(r)):
                 break
     finally:
-        if not keep:
+        if not keep and r.engine is not None:
             r.step("teardown", lambda: teardown(r))
     return r
 

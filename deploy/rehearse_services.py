@@ -85,8 +85,12 @@ class ObjectStore:
 
     def start(self) -> None:
         """Start (or restart) the server; moto's state lives in this process, so it stays."""
+        import logging
+
         from moto.server import ThreadedMotoServer
 
+        # One line per request from werkzeug would bury the rehearsal's one line per step.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self.server = ThreadedMotoServer(ip_address=self.host, port=self.port, verbose=False)
         self.server.start()
         wait_for_port(self.host, self.port, "object store (moto)")
@@ -184,19 +188,25 @@ class PostgresDatabase:
     def create(self) -> None:
         """A fresh, empty database (a leftover of an interrupted run is dropped first)."""
         self.drop()
-        with self._admin() as connection, connection.cursor() as cursor:
-            cursor.execute(f'CREATE DATABASE "{self.name}"')
+        self._execute(f'CREATE DATABASE "{self.name}"')
 
     def drop(self) -> None:
         """Drop the database if it exists."""
+        self._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+
+    def _execute(self, statement: str) -> None:
         import psycopg2
 
         try:
             connection = self._admin()
         except psycopg2.OperationalError as exc:
             raise ServiceError(f"PostgreSQL {self.host}:{self.port}: {exc}".strip()) from None
-        with connection, connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        # Not `with connection`: psycopg2 opens a transaction block there, even in autocommit.
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            connection.close()
 
 
 @dataclass
