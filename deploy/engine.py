@@ -53,12 +53,12 @@ def _connect(timeout_s: float = 5.0) -> Any | None:
     return client
 
 
-def _install_docker_io() -> None:
-    """Debian's engine package (root only)."""
+def apt_install(*packages: str) -> None:
+    """Install Debian packages (root only; the rehearsal's engine and base-image tools)."""
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "docker.io"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -73,7 +73,7 @@ def ensure_engine(log_dir: Path, wait_s: float = 60.0) -> Engine:
     if os.geteuid() != 0:
         raise EngineUnavailable(HOW_TO_GET_ONE)
     if shutil.which("dockerd") is None:
-        _install_docker_io()
+        apt_install("docker.io")
     log_dir.mkdir(parents=True, exist_ok=True)
     with (log_dir / "dockerd.log").open("ab") as log:
         process = subprocess.Popen(

@@ -221,10 +221,10 @@ def step_base_image(r: Rehearsal) -> str:
 
 def step_build_images(r: Rehearsal) -> str:
     """Every image from the repo's Dockerfiles; each must run as a non-root user."""
-    for spec in image_builds.IMAGES:
-        built = image_builds.build_image(
-            r.client, r.root, spec, r.base, log=r.logs / "image-builds.log"
-        )
+    import docker
+
+    connect = lambda: docker.from_env(timeout=3600)  # one client per build thread
+    for built in image_builds.build_all(connect, r.root, r.base, r.logs):
         user = image_builds.image_user(r.client, built.tag)
         if not user or user.split(":")[0] in {"0", "root"}:
             raise StepFailed(f"{built.tag}: runs as root (USER {user or 'unset'})")
@@ -429,11 +429,16 @@ def run_pipeline_in_containers(r: Rehearsal, log_name: str) -> Path:
         raise_on_error=True,
     )
     pipeline = components.load_component_from_file(str(compiled_pipeline_path()))
+    # kfp creates each step's output folders here as this (root) process; the steps write
+    # into them as uid 10001, like a pod's fsGroup-owned volume: so no umask while it runs.
+    umask = os.umask(0)
     with (r.logs / log_name).open("w") as log, contextlib.redirect_stdout(log):
         try:
             task = pipeline(**inputs.as_arguments())
         except RuntimeError as exc:
             raise PipelineFailed(_plain(_one_line(exc))) from None
+        finally:
+            os.umask(umask)
     return Path(task.output.path)
 
 

@@ -59,3 +59,13 @@ def test_sizes_are_reported_against_the_training_image():
         [BuiltImage("train", "t", 2_000_000_000, 1), BuiltImage("predictor", "p", 1_000_000_000, 1)]
     )
     assert "predictor     1.00 GB  (0.50x train)" in table
+
+
+def test_images_with_the_same_extras_share_one_venv_build():
+    from deploy.images import extras_of
+
+    sets = {spec.name: extras_of(project_root(), spec) for spec in IMAGES}
+    assert sets["train"] == ("train", "pipeline") and sets["monitor"] == ("monitor",)
+    assert {sets[name] for name in ("predictor", "transformer", "explainer", "level2")} == {
+        ("serve",)
+    }
