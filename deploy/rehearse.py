@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -206,9 +207,11 @@ def _local_images(plan: ContainerPlan) -> ContainerPlan:
 
 
 def step_engine(r: Rehearsal) -> str:
-    """A container engine that answers."""
+    """A container engine that answers; containers an interrupted run left are removed."""
     r.engine = ensure_engine(r.logs)
     r.gateway = bridge_gateway(r.client)
+    for leftover in r.client.containers.list(all=True, filters={"label": LABEL}):
+        leftover.remove(force=True)
     how = "started Debian's dockerd" if r.engine.started else "the running engine"
     return f"{how}, server {r.client.version()['Version']}, bridge gateway {r.gateway}"
 
@@ -782,6 +785,8 @@ def main(argv: list[str] | None = None) -> int:
     root = project_root()
     workdir = (args.workdir or root / "run" / "rehearse").resolve()
     shutil.rmtree(workdir, ignore_errors=True)
+    # A stop (CI's timeout, Ctrl-C) must still tear down: SIGTERM unwinds like SIGINT.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     try:
         r = rehearse(root, workdir, keep=args.keep)
