@@ -247,18 +247,22 @@ def build_image(
     base: str,
     build_args: dict[str, str] | None = None,
     log: Path | None = None,
+    target: str | None = None,
 ) -> BuiltImage:
     """Build ``spec`` from the repo root with ``BASE_IMAGE=base``; the image and its size."""
     started = time.monotonic()
     chunks = []
+    # A stage alone gets a tag of its own, never the image's.
+    tag = f"{LOCAL_PREFIX}{target}-stage:{LOCAL_TAG}" if target else spec.tag
     stream = client.api.build(
         path=str(root),
         dockerfile=spec.dockerfile,
-        tag=spec.tag,
+        tag=tag,
         buildargs={"BASE_IMAGE": base, **(build_args or {})},
         rm=True,
         forcerm=True,
         decode=True,
+        target=target,
     )
     handle = log.open("a") if log else None
     try:
@@ -272,8 +276,8 @@ def build_image(
     error = _build_error(spec.dockerfile, chunks)
     if error:
         raise ImageBuildError(error)
-    image = client.images.get(spec.tag)
-    return BuiltImage(spec.name, spec.tag, int(image.attrs["Size"]), time.monotonic() - started)
+    image = client.images.get(tag)
+    return BuiltImage(spec.name, tag, int(image.attrs["Size"]), time.monotonic() - started)
 
 
 def extras_of(root: Path, spec: ImageSpec) -> tuple[str, ...]:
@@ -305,6 +309,11 @@ def build_all(
         log = log_dir / f"build-{spec.name}.log" if log_dir else None
         return build_image(connect(), root, spec, base, log=log)
 
+    # The layers every Dockerfile's build stage shares (base, uv, the lock) are built once,
+    # first: built in parallel, each build would make its own copy of them, and the next
+    # run's cache lookup could then follow another build's copy and miss.
+    shared = specs[0]
+    build_image(connect(), root, shared, base, target="build")
     with ThreadPoolExecutor(max_workers=len(first)) as pool:
         built = {b.name: b for b in pool.map(build, first.values())}
     for spec in specs:

@@ -69,3 +69,26 @@ def test_images_with_the_same_extras_share_one_venv_build():
     assert {sets[name] for name in ("predictor", "transformer", "explainer", "level2")} == {
         ("serve",)
     }
+
+
+def test_the_shared_build_stage_is_built_once_before_the_parallel_builds(tmp_path: Path):
+    from deploy import images
+
+    calls = []
+
+    class FakeImages:
+        def get(self, tag):
+            return type("Image", (), {"attrs": {"Size": 1}})()
+
+    class FakeApi:
+        def build(self, **kwargs):
+            calls.append((kwargs["dockerfile"], kwargs["target"], kwargs["tag"]))
+            return iter([{"stream": "ok\n"}])
+
+    class FakeClient:
+        api, images = FakeApi(), FakeImages()
+
+    built = images.build_all(lambda: FakeClient(), project_root(), "base:1")
+    assert calls[0] == ("pipelines/Dockerfile", "build", "fraud-mlops-build-stage:rehearse")
+    assert all(target is None for _, target, _ in calls[1:])
+    assert [b.name for b in built] == [spec.name for spec in IMAGES]
