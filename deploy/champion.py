@@ -6,8 +6,10 @@
     python -m deploy.champion --previous-version 6 --github-output  # after: promoted=?
 
 Reads the registry (MLFLOW_TRACKING_URI) and prints, for ``<name>@<alias>``: the version,
-its run, ``models:/`` URI and its **storage location** (the s3:// folder KServe's
-storage initializer downloads: the STORAGE_URI the GitOps job writes into the overlay).
+its run, ``models:/`` URI and its **storage location**: the run's ``bundle/`` folder
+(``model.ubj`` + ``bundle.json``), which KServe's storage initializer downloads to
+``/mnt/models`` and the predictor loads (the STORAGE_URI the GitOps job writes into the
+overlay). Not the MLflow model folder: the servers load the bundle, not an MLmodel.
 With ``--previous-version`` it also says whether the alias moved (``promoted``): a
 candidate that lost leaves it where it was, and the workflow skips deployment, green.
 """
@@ -39,6 +41,14 @@ class AliasTarget:
         return f"models:/{self.name}/{self.version}"
 
 
+def bundle_storage_uri(client: Any, run_id: str) -> str:
+    """Where the run's bundle lives in the artifact store: what the predictor must download."""
+    from training.bundle import BUNDLE_ARTIFACT_PATH
+
+    artifact_root = client.get_run(run_id).info.artifact_uri.rstrip("/")
+    return f"{artifact_root}/{BUNDLE_ARTIFACT_PATH}"
+
+
 def resolve_alias(client: Any, name: str, alias: str) -> AliasTarget | None:
     """The version ``name@alias`` points at, or None when the alias (or model) does not exist."""
     from mlflow.exceptions import MlflowException
@@ -47,8 +57,12 @@ def resolve_alias(client: Any, name: str, alias: str) -> AliasTarget | None:
         version = client.get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
-    storage_uri = client.get_model_version_download_uri(name, version.version)
-    return AliasTarget(name, alias, str(version.version), version.run_id or "", storage_uri)
+    if not version.run_id:
+        raise MlflowException(
+            f"{name} version {version.version}: no training run, so no bundle to serve"
+        )
+    storage_uri = bundle_storage_uri(client, version.run_id)
+    return AliasTarget(name, alias, str(version.version), version.run_id, storage_uri)
 
 
 def promoted(current: AliasTarget | None, previous_version: str | None) -> bool:

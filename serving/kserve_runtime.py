@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -122,6 +123,8 @@ def run_model_server(
         lambda b: metrics.set_model_info(b.model_version or "local", settings.model_alias)
     )
     model = build(args.model_name, holder, settings)
+    # KServe's storage initializer downloads STORAGE_URI into FRAUD_MODEL_DIR before start-up.
+    holder.require_bundle_dir(os.environ.get("STORAGE_URI"))
     holder.start(load_now=True)
     serve(model, args)
 

@@ -215,6 +215,19 @@ class ModelHolder:
         while not self._stop.wait(interval):
             self.refresh()
 
+    def require_bundle_dir(self, storage_uri: str | None) -> None:
+        """With a model folder (KServe's /mnt/models), load it now or stop the start-up.
+
+        A folder never fills up later: retrying would only serve "not ready" forever, and
+        the cause is the URI the storage initializer was given. SystemExit names both.
+        """
+        if self.uses_registry or self.load():
+            return
+        raise SystemExit(
+            f"error: no model in {self.settings.model_dir} "
+            f"(STORAGE_URI={storage_uri or 'not set'}): {self.load_error}"
+        )
+
     def start(self, load_now: bool = True) -> None:
         """Load now (if asked) and keep loading / polling the alias in a daemon thread."""
         if load_now and not self.ready:

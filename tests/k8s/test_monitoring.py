@@ -16,9 +16,19 @@ from fraudops.config import project_root
 
 FILES = MonitoringFiles(project_root())
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is not on PATH (Debian package `prometheus`)"
-)
+
+
+@pytest.fixture
+def _promtool() -> str:
+    """promtool's path; a missing one fails the test with the line that installs it."""
+    if PROMTOOL is None:
+        pytest.fail(
+            "promtool is not on PATH: make tools (apt-get install -y prometheus)", pytrace=False
+        )
+    return PROMTOOL
+
+
+needs_promtool = pytest.mark.usefixtures("_promtool")
 
 #: Metric names of the serving contract (serving/) and the drift job.
 CONTRACT_METRICS = {

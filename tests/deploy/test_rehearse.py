@@ -1,0 +1,76 @@
+"""The rehearsal's plans (no engine needed): what it changes in a manifest, and what it refuses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy import engine, rehearse
+from deploy.manifests import build
+from deploy.pod_container import find, pod_of
+from deploy.rehearse_services import PostgresDatabase
+from fraudops.config import project_root
+
+
+def _rehearsal(tmp_path: Path) -> rehearse.Rehearsal:
+    r = rehearse.Rehearsal(root=project_root(), workdir=tmp_path)
+    r.gateway = "172.17.0.1"
+    r.database = PostgresDatabase("mlflow_rehearse")
+    return r
+
+
+def test_mlflow_runs_as_its_manifest_says_but_where_it_listens(tmp_path: Path):
+    plan = rehearse.mlflow_plan(_rehearsal(tmp_path))
+    manifest = pod_of(find(build(project_root() / "k8s/infra/mlflow"), "Deployment", "mlflow"))
+    original = manifest["containers"][0]["args"]
+    changed = [(a, b) for a, b in zip(original, plan.args, strict=True) if a != b]
+    # Only the backend secret's expansion, the bind address and one more allowed Host differ.
+    assert [a for a, _ in changed] == [
+        "$(MLFLOW_BACKEND_STORE_URI)",
+        "0.0.0.0",
+        original[original.index("--allowed-hosts") + 1],
+    ]
+    assert plan.args[plan.args.index("--backend-store-uri") + 1] == (
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/mlflow_rehearse"
+    )
+    assert plan.args[plan.args.index("--host") + 1] == "172.17.0.1"
+    assert plan.image == "fraud-mlops-train:rehearse"
+
+
+def test_pipeline_steps_run_like_a_kfp_pod(tmp_path: Path):
+    args = rehearse.pipeline_runner_args(_rehearsal(tmp_path))
+    assert args["user"] == "10001:10001" and args["read_only"] is True
+    assert args["cap_drop"] == ["ALL"]
+    assert args["extra_hosts"]["minio.mlops.svc.cluster.local"] == "172.17.0.1"
+    assert args["environment"]["AWS_ENDPOINT_URL"] == "http://minio.mlops.svc.cluster.local:9000"
+
+
+def test_level5_plans_take_the_champions_storage_uri(tmp_path: Path):
+    plans = rehearse.level5_plans(
+        _rehearsal(tmp_path), "s3://fraud-mlops/mlflow/1/r/artifacts/bundle"
+    )
+    assert (
+        plans["predictor"][0].env["STORAGE_URI"] == "s3://fraud-mlops/mlflow/1/r/artifacts/bundle"
+    )
+    assert plans["predictor"][0].env["FRAUD_MODEL_DIR"] == "/mnt/models"
+    for plan, _ in plans.values():
+        assert plan.read_only and plan.user == "10001:10001"
+
+
+def test_no_engine_and_no_root_stops_with_one_line(monkeypatch, capsys, tmp_path: Path):
+    monkeypatch.setattr(engine, "_connect", lambda timeout_s=5.0: None)
+    monkeypatch.setattr(engine.os, "geteuid", lambda: 1000)
+    assert rehearse.main(["--workdir", str(tmp_path / "w")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {engine.HOW_TO_GET_ONE}"]
+
+
+def test_a_failing_step_is_one_line_and_stops_the_run(tmp_path: Path, capsys):
+    r = rehearse.Rehearsal(root=project_root(), workdir=tmp_path)
+
+    def broken() -> str:
+        raise rehearse.StepFailed("object store: nothing answers")
+
+    assert not r.step("services", broken)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("FAIL") and line.endswith("services: object store: nothing answers")
+    assert r.results[0].ok is False
