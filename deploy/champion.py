@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
+from fraudops.registry import mlflow_client
 from fraudops.settings import DEFAULT_ALIAS, ModelSettings
 
 
@@ -43,7 +44,8 @@ class AliasTarget:
 
 def bundle_storage_uri(client: Any, run_id: str) -> str:
     """Where the run's bundle lives in the artifact store: what the predictor must download."""
-    from training.bundle import BUNDLE_ARTIFACT_PATH
+    # fraudops.bundle imports XGBoost: the other commands of this light CLI need none of it.
+    from fraudops.bundle import BUNDLE_ARTIFACT_PATH
 
     artifact_root = client.get_run(run_id).info.artifact_uri.rstrip("/")
     return f"{artifact_root}/{BUNDLE_ARTIFACT_PATH}"
@@ -103,11 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--github-output", action="store_true", help="append to $GITHUB_OUTPUT")
     args = parser.parse_args(argv)
 
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     try:
-        current = resolve_alias(MlflowClient(), args.name, args.alias)
+        current = resolve_alias(mlflow_client(check=False)[0], args.name, args.alias)
     except MlflowException as error:
         print(f"error: registry: {error.message}", file=sys.stderr)
         return 1

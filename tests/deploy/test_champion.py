@@ -17,7 +17,7 @@ def _tiny_bundle(version_hint: int):
     import numpy as np
     import xgboost
 
-    from training.bundle import ModelBundle, Thresholds
+    from fraudops.bundle import ModelBundle, Thresholds
 
     rng = np.random.default_rng(version_hint)
     features = rng.normal(size=(64, 2)).astype(np.float32)
@@ -32,7 +32,7 @@ def _log_version(client, experiment_id: str, bundle, tmp: Path) -> str:
     """One training run as the pipeline logs it: ``bundle/`` + an MLflow ``model/`` folder."""
     from dataclasses import replace
 
-    from training.bundle import BUNDLE_ARTIFACT_PATH, save_bundle
+    from fraudops.bundle import BUNDLE_ARTIFACT_PATH, save_bundle
 
     run = client.create_run(experiment_id)
     run_id = run.info.run_id

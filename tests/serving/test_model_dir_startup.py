@@ -55,7 +55,7 @@ def test_a_loadable_folder_passes_the_check(tmp_path: Path):
     import numpy as np
     import xgboost
 
-    from training.bundle import ModelBundle, Thresholds, save_bundle
+    from fraudops.bundle import ModelBundle, Thresholds, save_bundle
 
     features = np.random.default_rng(0).normal(size=(32, 2)).astype(np.float32)
     booster = xgboost.train({"nthread": 1}, xgboost.DMatrix(features, features[:, 0] > 0), 2)
