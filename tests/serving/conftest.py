@@ -10,6 +10,7 @@ predictor pointed at a registry that does not answer.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
@@ -337,3 +338,51 @@ def stack(world: World) -> Iterator[Stack]:
     finally:
         terminate([p.pid for p in processes.values()])
         proxy.stop()
+
+
+@dataclass
+class Chain:
+    """A level-4 chain of its own (predictor behind a transformer) for one test module."""
+
+    predictor: Server
+    transformer: Server
+
+
+@contextlib.contextmanager
+def level4_chain(root: Path, env: dict[str, str]) -> Iterator[Chain]:
+    """Start a predictor and a transformer in front of it with ``env``; stop both after."""
+    ports = {"predictor": free_port(), "transformer": free_port()}
+    ready = kserve_ready_path(MODEL)
+    components = {
+        "predictor": Component(
+            "predictor",
+            "serving.predictor",
+            ("--http_port", str(ports["predictor"])),
+            ports["predictor"],
+            ready,
+        ),
+        "transformer": Component(
+            "transformer",
+            "serving.transformer",
+            (
+                "--http_port",
+                str(ports["transformer"]),
+                "--predictor_host",
+                f"127.0.0.1:{ports['predictor']}",
+            ),
+            ports["transformer"],
+            ready,
+        ),
+    }
+    processes, servers = {}, {}
+    env = {"FRAUD_PREDICTION_LOG_DIR": str(root / "predictions"), **env}
+    try:
+        for name, component in components.items():
+            log = root / f"{name}.log"
+            processes[name] = spawn(component, log, env)
+            servers[name] = Server(name, component.port, processes[name], log, root / "predictions")
+        for name, component in components.items():
+            wait_ready(component, processes[name], servers[name].log, timeout_s=150)
+        yield Chain(servers["predictor"], servers["transformer"])
+    finally:
+        terminate([p.pid for p in processes.values()])

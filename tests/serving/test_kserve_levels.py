@@ -182,8 +182,14 @@ def test_chain_logs_every_scored_transaction(stack: Stack, world: World) -> None
         {"instances": transactions}, headers={"x-request-id": "logged-batch"}
     )
     assert answer.status_code == 200
-    log = read_prediction_log(stack.transformer.prediction_log)
-    batch = log[log.request_id == "logged-batch"].sort_values("transaction_id")
+    # The transformer's log thread writes within ~50 ms of the answer: poll, bounded.
+    deadline = time.monotonic() + 30
+    while True:
+        log = read_prediction_log(stack.transformer.prediction_log)
+        batch = log[log.request_id == "logged-batch"].sort_values("transaction_id")
+        if len(batch) == 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert batch.transaction_id.tolist() == [900, 901, 902]
     assert batch.served_by.unique().tolist() == ["transformer"]
     row = expected_features(world, transactions[0])[0]

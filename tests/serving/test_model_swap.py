@@ -18,67 +18,32 @@ from typing import Self
 
 import pytest
 
-from serving.launch import Component, kserve_ready_path, spawn, terminate, wait_ready
 from serving.sandbox import register_bundle, set_alias, train_bundle
 
-from .conftest import MODEL, Server, World, free_port
+from .conftest import Chain, Server, World, level4_chain
 
 
 @dataclass
 class SwapChain:
-    """A predictor on its own registry copy, polling every second, behind a transformer."""
+    """A level-4 chain whose predictor polls its own registry copy every second."""
 
     tracking_uri: str
-    predictor: Server
-    transformer: Server
+    chain: Chain
 
 
 @pytest.fixture(scope="module")
 def swap_chain(world: World) -> Iterator[SwapChain]:
-    db = world.root / "swap" / "mlflow.db"
-    db.parent.mkdir()
-    shutil.copy(world.root / "mlflow.db", db)
-    tracking_uri = f"sqlite:///{db}"
-    ports = {"predictor": free_port(), "transformer": free_port()}
+    root = world.root / "swap"
+    root.mkdir()
+    shutil.copy(world.root / "mlflow.db", root / "mlflow.db")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     env = {
         "MLFLOW_TRACKING_URI": tracking_uri,
         "FRAUD_FEAST_REPO": str(world.feature_repo),
         "FRAUD_RELOAD_INTERVAL_SECONDS": "1",
-        "FRAUD_PREDICTION_LOG_DIR": str(world.root / "swap" / "predictions"),
     }
-    ready = kserve_ready_path(MODEL)
-    components = {
-        "predictor": Component(
-            "swap-predictor",
-            "serving.predictor",
-            ("--http_port", str(ports["predictor"])),
-            ports["predictor"],
-            ready,
-        ),
-        "transformer": Component(
-            "swap-transformer",
-            "serving.transformer",
-            (
-                "--http_port",
-                str(ports["transformer"]),
-                "--predictor_host",
-                f"127.0.0.1:{ports['predictor']}",
-            ),
-            ports["transformer"],
-            ready,
-        ),
-    }
-    processes, servers = {}, {}
-    try:
-        for name, component in components.items():
-            log = world.root / "swap" / f"{name}.log"
-            processes[name] = spawn(component, log, env)
-            servers[name] = Server(name, component.port, processes[name], log, log.parent)
-        for name, component in components.items():
-            wait_ready(component, processes[name], servers[name].log, timeout_s=150)
-        yield SwapChain(tracking_uri, servers["predictor"], servers["transformer"])
-    finally:
-        terminate([p.pid for p in processes.values()])
+    with level4_chain(root, env) as chain:
+        yield SwapChain(tracking_uri, chain)
 
 
 class Clients:
@@ -134,7 +99,7 @@ def test_promotion_and_rollback_under_load_answer_old_or_new_never_an_error(
     challenger = train_bundle(world.transactions, n_estimators=40, max_depth=5, seed=11)
     new = register_bundle(challenger, swap_chain.tracking_uri, world.root / "mlartifacts")
     body = {"instances": [world.transaction(tx_amount=250.0)]}
-    with Clients(swap_chain.transformer, body) as clients:
+    with Clients(swap_chain.chain.transformer, body) as clients:
         wait_until_served(clients, "1")
         set_alias(swap_chain.tracking_uri, new)  # promotion
         wait_until_served(clients, new)
@@ -146,6 +111,6 @@ def test_promotion_and_rollback_under_load_answer_old_or_new_never_an_error(
         assert set(versions) <= {"1", new}
         assert switches(versions) == ["1", new, "1"]
     # The worker prepared both models: the server's own thread only swapped them.
-    log = swap_chain.predictor.log_text()
+    log = swap_chain.chain.predictor.log_text()
     assert f"version {new} prepared in a worker process" in log
     assert "version 1 prepared in a worker process" in log
