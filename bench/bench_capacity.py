@@ -166,7 +166,13 @@ async def _move_alias(command: list[str], env: dict[str, str]) -> float:
     process = await asyncio.create_subprocess_exec(
         *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    output, _ = await process.communicate()
+    try:
+        output, _ = await process.communicate()
+    except asyncio.CancelledError:
+        # The load ran out of time: the command must not outlive the temporary registry.
+        process.kill()
+        await process.wait()
+        raise
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)}: {output.decode()[-500:]}")
     return time.perf_counter() - started
@@ -251,6 +257,25 @@ def explain_rounds(
     return {name: _summary(latencies[name], errors[name]) for name in paths}
 
 
+def batch_cost(port: int, transaction: dict[str, Any], size: int = 100) -> dict[str, Any]:
+    """p50 of one ``size``-transaction request vs one single-transaction request, in turns."""
+    batch = [
+        {**transaction, "transaction_id": transaction["transaction_id"] + i} for i in range(size)
+    ]
+    bodies = {
+        "single": json.dumps({"instances": [transaction]}).encode(),
+        f"batch_{size}": json.dumps({"instances": batch}).encode(),
+    }
+    latencies: dict[str, list[float]] = {name: [] for name in bodies}
+    errors = dict.fromkeys(bodies, 0)
+    for _ in range(5):
+        for name, body in bodies.items():
+            result = asyncio.run(_closed_loop(port, PREDICT, body, 1, 40, raw=True))
+            latencies[name] += result["latencies"]
+            errors[name] += result["errors"]
+    return {name: _summary(latencies[name], errors[name]) for name in bodies}
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -323,6 +348,9 @@ def _checks(figures: dict[str, Any]) -> tuple[dict[str, float], dict[str, bool]]
         "l4_capacity_vs_today": l4["capacity_rps"] / TODAY_L4_CAPACITY_RPS,
         "l4_capacity_vs_noop_chain": l4["capacity_rps"] / max(noop["capacity_rps"], 1e-9),
         "swap_p99_vs_steady": swap["swap"]["p99_ms"] / swap["steady"]["p99_ms"],
+        # Informational (#15: "well under 100x"): one request of 100 vs 100 requests of one.
+        "batch_100_vs_100_singles_p50": figures["batch"]["batch_100"]["p50_ms"]
+        / (100 * figures["batch"]["single"]["p50_ms"]),
         "explain_through_transformer_vs_explainer_p50": explain["through_transformer"]["p50_ms"]
         / explain["at_explainer"]["p50_ms"],
     }
@@ -384,6 +412,7 @@ def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
             figures["capacity"] = capacities(
                 {"l4": ports["transformer"], "noop_chain": ports["noop_transformer"]}, raw, search
             )
+            figures["batch"] = batch_cost(ports["transformer"], world["transaction"])
             figures["explain"] = explain_rounds(ports["transformer"], ports["explainer"], raw, rows)
             model_env = {**os.environ, "MLFLOW_TRACKING_URI": world["tracking_uri"]}
             figures["swap_under_load"] = swap_under_load(
