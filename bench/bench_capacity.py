@@ -43,7 +43,7 @@ from bench.bench_serving import (
     _summary,
     _warm,
 )
-from bench.load import CapacitySearch, RunResult, fixed_rate, run_fixed_rate
+from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
 
 TODAY_L4_CAPACITY_RPS = 160.0  # main at 6648273 on this machine (issue #15)
 TARGETS = {
@@ -95,6 +95,32 @@ def serve_noop_transformer(argv: list[str]) -> None:
     serve(_noop_transformer(args.predictor_host)(args.model_name), args)
 
 
+class TransactionStream:
+    """Request ``i``'s body: a new transaction each time, time moving forward, spread over
+    the world's customers and terminals -- live traffic, not one transaction replayed
+    (which a server folding every transaction into its online state would see as such)."""
+
+    def __init__(self, first: dict[str, Any], n_customers: int = 500, n_terminals: int = 1_000):
+        import pandas as pd
+
+        self.start = pd.Timestamp(first["tx_datetime"])
+        self.amount = first["tx_amount"]
+        self.n_customers, self.n_terminals = n_customers, n_terminals
+        self.sent = 0  # across runs, so no transaction id or time comes twice
+
+    def __call__(self, _i: int) -> bytes:
+        import pandas as pd
+
+        k = self.sent
+        self.sent += 1
+        when = (self.start + pd.Timedelta(milliseconds=k)).isoformat()
+        return (
+            f'{{"instances": [{{"transaction_id": {100_000_000 + k}, "tx_datetime": "{when}", '
+            f'"customer_id": {k * 7 % self.n_customers}, "terminal_id": {k * 13 % self.n_terminals}, '
+            f'"tx_amount": {self.amount}}}]}}'
+        ).encode()
+
+
 # -- measurements -----------------------------------------------------------------------------
 
 
@@ -106,7 +132,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def cpu_per_transaction(
-    port: int, body: bytes, pids: dict[str, int], rate: float = 100.0, seconds: float = 10.0
+    port: int, body: Body, pids: dict[str, int], rate: float = 100.0, seconds: float = 10.0
 ) -> dict[str, Any]:
     """CPU ms per transaction of each process in ``pids`` and of this client at ``rate``/s."""
     before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
@@ -120,7 +146,7 @@ def cpu_per_transaction(
     return {"cpu_ms_per_tx": cpu | {"client": round(client * 1000 / n, 3)}, "run": result.summary()}
 
 
-def capacities(ports: dict[str, int], body: bytes, search: CapacitySearch) -> dict[str, Any]:
+def capacities(ports: dict[str, int], body: Body, search: CapacitySearch) -> dict[str, Any]:
     """:func:`bench.load.capacity` for several chains in turns: each rate of the ladder is
     run on every chain still passing before the next rate, then each is bisected."""
     steps: dict[str, list[dict]] = {name: [] for name in ports}
@@ -204,7 +230,7 @@ async def _wait_for_version(ports: list[int], version: str, timeout_s: float = 1
 def swap_under_load(
     transformer_port: int,
     model_ports: list[int],
-    body: bytes,
+    body: Body,
     env: dict[str, str],
     tracking_uri: str,
     new_version: str,
@@ -395,22 +421,25 @@ def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
             _start_servers(servers, ports)
             _wait_compiled([ports["predictor"], ports["explainer"]])
             raw = json.dumps({"instances": [world["transaction"]]}).encode()
+            stream = TransactionStream(world["transaction"])
             rows = _feature_body(world)
             for name in ("transformer", "noop_transformer"):
                 _warm(ports[name], PREDICT, raw, 300)
             _warm(ports["transformer"], EXPLAIN, raw, 100)
             figures["cpu_l4"] = cpu_per_transaction(
                 ports["transformer"],
-                raw,
+                stream,
                 {n: servers.pid(n) for n in ("transformer", "predictor")},
             )
             figures["cpu_noop_chain"] = cpu_per_transaction(
                 ports["noop_transformer"],
-                raw,
+                stream,
                 {n: servers.pid(n) for n in ("noop_transformer", "noop_predictor")},
             )
             figures["capacity"] = capacities(
-                {"l4": ports["transformer"], "noop_chain": ports["noop_transformer"]}, raw, search
+                {"l4": ports["transformer"], "noop_chain": ports["noop_transformer"]},
+                stream,
+                search,
             )
             figures["batch"] = batch_cost(ports["transformer"], world["transaction"])
             figures["explain"] = explain_rounds(ports["transformer"], ports["explainer"], raw, rows)
@@ -418,7 +447,7 @@ def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
             figures["swap_under_load"] = swap_under_load(
                 ports["transformer"],
                 [ports["predictor"], ports["explainer"]],
-                raw,
+                stream,
                 model_env,
                 world["tracking_uri"],
                 challenger,

@@ -19,10 +19,15 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 import numpy as np
 
 from bench.bench_serving import Connection
+
+#: One body for every request, or the body of request ``i`` (distinct transactions: a server
+#: folding each transaction into its online state must not see the same one twice).
+Body: TypeAlias = bytes | Callable[[int], bytes]
 
 LOOPBACK = "127.0.0.1"
 MAX_CONNECTIONS = 256
@@ -97,7 +102,7 @@ class _Pool:
 async def fixed_rate(
     port: int,
     path: str,
-    body: bytes,
+    body: Body,
     rate: float,
     seconds: float,
     timeout_s: float = 2.0,
@@ -113,13 +118,13 @@ async def fixed_rate(
     result = RunResult(rate, seconds)
     pool = _Pool(port)
 
-    async def one(scheduled: float) -> None:
+    async def one(scheduled: float, payload: bytes) -> None:
         connection = pool.take()
         if connection is None:  # every connection busy: the server is far behind
             result.errors += 1
             return
         try:
-            status = await asyncio.wait_for(connection.post(path, body), timeout_s)
+            status = await asyncio.wait_for(connection.post(path, payload), timeout_s)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
             # Timed out or a broken answer: the connection's state is unknown, drop it.
             pool.drop(connection)
@@ -137,7 +142,8 @@ async def fixed_rate(
     while i < total or (side is not None and not side.done() and time.perf_counter() < deadline):
         scheduled = start + i / rate
         await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
-        tasks.append(asyncio.create_task(one(scheduled)))
+        payload = body(i) if callable(body) else body
+        tasks.append(asyncio.create_task(one(scheduled, payload)))
         i += 1
         if i >= MAX_REQUESTS_PER_RUN:
             break
@@ -152,7 +158,7 @@ async def fixed_rate(
     return result
 
 
-def run_fixed_rate(port: int, path: str, body: bytes, rate: float, seconds: float) -> RunResult:
+def run_fixed_rate(port: int, path: str, body: Body, rate: float, seconds: float) -> RunResult:
     """:func:`fixed_rate` in its own event loop."""
     return asyncio.run(fixed_rate(port, path, body, rate, seconds))
 
@@ -178,7 +184,7 @@ class CapacitySearch:
         )
 
 
-def capacity(port: int, path: str, body: bytes, search: CapacitySearch) -> dict:
+def capacity(port: int, path: str, body: Body, search: CapacitySearch) -> dict:
     """The highest fixed rate with p99 within budget and zero errors, and every step run."""
     steps: list[dict] = []
 
