@@ -14,6 +14,7 @@ import contextlib
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import pytest
 
 from fraudops.bundle import ModelBundle, export_bundle
 from serving.launch import Component, kserve_ready_path, spawn, terminate, wait_ready
+from serving.prediction_log import read_prediction_log
 from serving.sandbox import (
     build_feature_repo,
     register_bundle,
@@ -209,6 +211,18 @@ class Server:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def logged(self, query: str, rows: int = 1, timeout_s: float = 30) -> pd.DataFrame:
+        """Prediction-log records matching ``query``, once ``rows`` of them are there.
+
+        The transformer writes its log from a thread, moments after it answers: poll, bounded.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = read_prediction_log(self.prediction_log).query(query)
+            if len(found) >= rows or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
 
 
 @dataclass
