@@ -258,9 +258,11 @@ def kernel_ready() -> bool:
 class CompiledForest:
     """Scores float32 rows in the model's feature order with the compiled walk."""
 
-    def __init__(self, forest: FlatForest) -> None:
+    def __init__(self, forest: FlatForest, layout: WalkLayout | None = None) -> None:
         self.forest = forest
-        self.layout = layout_nodes(forest)
+        # A layout made elsewhere (the model worker's) is taken as it is: laying out a big
+        # forest is work a serving process should not do while it answers requests.
+        self.layout = layout if layout is not None else layout_nodes(forest)
         self._thresholds = self.layout.nodes.view(np.float32)
         self._walk = compiled_walk()
 

@@ -6,6 +6,12 @@ version number. Requests read ``holder.bundle`` once and keep that reference, so
 it when the alias moves is atomic: in-flight requests finish on the old model, new ones
 get the new model, nobody gets an error.
 
+A new model -- the alias moved -- is loaded, compiled and verified by a worker process
+(:mod:`serving.model_worker`), not by a thread of the server: that work holds the GIL for
+hundreds of milliseconds, and a thread doing it stalls every request meanwhile. The
+server only reads the prepared files back and swaps. The first model is loaded in the
+process itself: nothing is served yet, and a worker would only add its start-up.
+
 Faults: registry unreachable at start-up -> not ready, one clear log line per attempt,
 retried in the background; unreachable after load -> keep serving the loaded model and
 report it (``status()``, ``/readyz``, log).
@@ -16,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +33,7 @@ import numpy as np
 from fraudops.bundle import ModelBundle
 from fraudops.registry import ensure_reachable, mlflow_client
 from serving import metrics
+from serving.model_worker import PreparedModel, RegistrySource, prepare_in_worker
 from serving.settings import ServingSettings
 
 logger = logging.getLogger("serving.model")
@@ -112,17 +120,52 @@ class ModelHolder:
             self.settings.model_alias, self.settings.model_name, self.tracking_uri
         )
 
-    # -- loading and swapping ----------------------------------------------------------------
-    def _install(self, bundle: ModelBundle) -> None:
-        from serving.compiled_forest import attach_compiled, kernel_ready
+    def _prepare_elsewhere(self) -> PreparedModel:
+        """The alias's model, loaded, compiled and verified by a worker process."""
+        started = time.perf_counter()
+        source = RegistrySource(
+            self.settings.model_name,
+            self.settings.model_alias,
+            self.tracking_uri,
+            self.settings.compiled_trees,
+        )
+        prepared = prepare_in_worker(source)
+        logger.info(
+            "version %s prepared in a worker process in %.1fs (compiled trees: %s)",
+            prepared.bundle.model_version,
+            time.perf_counter() - started,
+            "yes" if prepared.walk is not None else prepared.compile_error or "off",
+        )
+        return prepared
 
-        bundle = prepare_for_serving(bundle)
-        compile_later = False
-        if self.settings.compiled_trees:
+    # -- loading and swapping ----------------------------------------------------------------
+    def _attach_scorer(self, bundle: ModelBundle, prepared: PreparedModel | None) -> bool:
+        """Attach compiled trees before the swap where that is cheap; True: compile later."""
+        from serving.compiled_forest import attach_compiled, kernel_ready
+        from serving.model_worker import attach_prepared_walk
+
+        if not self.settings.compiled_trees:
+            return False
+        if prepared is None:
             if kernel_ready():
                 attach_compiled(bundle)  # milliseconds once the loop is compiled: before the swap
-            else:
-                compile_later = True
+                return False
+            return True
+        if prepared.walk is None:
+            logger.warning(
+                "compiled trees not used for version %s: %s",
+                bundle.model_version,
+                prepared.compile_error,
+            )
+            return False
+        if kernel_ready():
+            attach_prepared_walk(bundle, prepared.walk)
+            return False
+        return True  # the loop itself was never compiled here: that takes a thread, once
+
+    def _install(self, bundle: ModelBundle, prepared: PreparedModel | None = None) -> None:
+        bundle = prepare_for_serving(bundle)
+        compile_later = self._attach_scorer(bundle, prepared)
         self.bundle = bundle  # one reference assignment: the swap is atomic for readers
         metrics.FRAUD_COMPILED_TREES.set(int(bundle.fast_scorer is not None))
         if compile_later:
@@ -184,7 +227,7 @@ class ModelHolder:
                 if version == self.bundle.model_version:
                     self._registry_ok()
                     return False
-                bundle = self._read()
+                prepared = self._prepare_elsewhere()
             except Exception as exc:  # noqa: BLE001 -- once loaded, the registry is optional
                 message = f"registry {self.tracking_uri}: {_one_line(exc)}"
                 if message != self.registry_error:
@@ -193,7 +236,7 @@ class ModelHolder:
                 metrics.FRAUD_REGISTRY_UP.set(0)
                 return False
             previous = self.model_version
-            self._install(bundle)
+            self._install(prepared.bundle, prepared)
             self._registry_ok()
         logger.info("alias %s moved: version %s -> %s", self.source, previous, self.model_version)
         return True

@@ -7,9 +7,13 @@ request logger ships the same records to a sink. The record layout lives only he
 
 from __future__ import annotations
 
+import atexit
 import json
+import logging
 import os
+import queue
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +22,8 @@ from pathlib import Path
 import pandas as pd
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME
+
+logger = logging.getLogger("serving.prediction_log")
 
 #: Rotate a day's file once it passes this size, so no single file grows without bound.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
@@ -106,6 +112,75 @@ class PredictionLogWriter:
             except FileNotFoundError:  # the folder was removed (log shipping, cleanup)
                 self._path = None
                 self._append(payload.encode())
+
+
+class BackgroundLogWriter(PredictionLogWriter):
+    """A :class:`PredictionLogWriter` whose ``write`` only queues: a thread writes the lines.
+
+    A server answering on one event loop should not serialise records and make four file
+    system calls before it answers. ``write`` hands the records to a queue (microseconds);
+    a daemon thread takes everything queued, every ``flush_interval_s``, and appends it in
+    one ``write()`` -- one system call for many requests. Records keep their order. What is
+    queued when the process exits normally is written then (``atexit``); ``flush()``
+    writes it now (tests, shutdown hooks).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        prefix: str = "predictions",
+        flush_interval_s: float = 0.05,
+    ) -> None:
+        super().__init__(directory, max_bytes, prefix)
+        self.flush_interval_s = flush_interval_s
+        self._queue: queue.SimpleQueue[list] = queue.SimpleQueue()
+        self._pending = threading.Event()
+        self._flush_lock = threading.Lock()  # one drainer at a time keeps the order
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+
+    def write(self, records: list) -> None:
+        """Queue ``records`` for the writer thread (started on first use)."""
+        if not records:
+            return
+        self._queue.put(records)
+        self._pending.set()
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        with self._thread_lock:
+            if self._thread is None:
+                thread = threading.Thread(target=self._run, name=f"{self.prefix}-log", daemon=True)
+                thread.start()
+                self._thread = thread
+                atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            self._pending.wait()  # blocks without the GIL until there is work
+            time.sleep(self.flush_interval_s)  # let a few requests' records gather
+            # Cleared before draining: a write from now on sets it again, nothing waits.
+            self._pending.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write everything queued so far, now, in this thread."""
+        with self._flush_lock:
+            records: list = []
+            while True:
+                try:
+                    records += self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if not records:
+                return
+            try:
+                PredictionLogWriter.write(self, records)
+            except (OSError, ValueError, TypeError) as exc:
+                # The request was answered long ago: say what was lost, keep the thread alive.
+                logger.error("%d %s records not written: %s", len(records), self.prefix, exc)
 
 
 def read_prediction_log(

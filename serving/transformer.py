@@ -26,7 +26,7 @@ from features.definitions import FEATURE_NAMES
 from fraudops.bundle import Thresholds
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
-from serving.prediction_log import PredictionLogWriter
+from serving.prediction_log import BackgroundLogWriter
 from serving.predictor import require_json_content
 from serving.schema import validate_transactions
 from serving.scoring import (
@@ -92,7 +92,8 @@ class FraudTransformer(kserve.Model):
         self.lookup = lookup
         self.predictor_host = predictor_host
         self.explainer_host = explainer_host
-        self.writer = PredictionLogWriter(settings.prediction_log_path())
+        # The log is written by a thread of its own: the answer does not wait for the disk.
+        self.writer = BackgroundLogWriter(settings.prediction_log_path())
         self._session: aiohttp.ClientSession | None = None
 
     def load(self) -> bool:

@@ -10,9 +10,11 @@ predictor pointed at a registry that does not answer.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ import pytest
 
 from fraudops.bundle import ModelBundle, export_bundle
 from serving.launch import Component, kserve_ready_path, spawn, terminate, wait_ready
+from serving.prediction_log import read_prediction_log
 from serving.sandbox import (
     build_feature_repo,
     register_bundle,
@@ -209,6 +212,18 @@ class Server:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def logged(self, query: str, rows: int = 1, timeout_s: float = 30) -> pd.DataFrame:
+        """Prediction-log records matching ``query``, once ``rows`` of them are there.
+
+        The transformer writes its log from a thread, moments after it answers: poll, bounded.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            found = read_prediction_log(self.prediction_log).query(query)
+            if len(found) >= rows or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
 
 @dataclass
 class Stack:
@@ -337,3 +352,51 @@ def stack(world: World) -> Iterator[Stack]:
     finally:
         terminate([p.pid for p in processes.values()])
         proxy.stop()
+
+
+@dataclass
+class Chain:
+    """A level-4 chain of its own (predictor behind a transformer) for one test module."""
+
+    predictor: Server
+    transformer: Server
+
+
+@contextlib.contextmanager
+def level4_chain(root: Path, env: dict[str, str]) -> Iterator[Chain]:
+    """Start a predictor and a transformer in front of it with ``env``; stop both after."""
+    ports = {"predictor": free_port(), "transformer": free_port()}
+    ready = kserve_ready_path(MODEL)
+    components = {
+        "predictor": Component(
+            "predictor",
+            "serving.predictor",
+            ("--http_port", str(ports["predictor"])),
+            ports["predictor"],
+            ready,
+        ),
+        "transformer": Component(
+            "transformer",
+            "serving.transformer",
+            (
+                "--http_port",
+                str(ports["transformer"]),
+                "--predictor_host",
+                f"127.0.0.1:{ports['predictor']}",
+            ),
+            ports["transformer"],
+            ready,
+        ),
+    }
+    processes, servers = {}, {}
+    env = {"FRAUD_PREDICTION_LOG_DIR": str(root / "predictions"), **env}
+    try:
+        for name, component in components.items():
+            log = root / f"{name}.log"
+            processes[name] = spawn(component, log, env)
+            servers[name] = Server(name, component.port, processes[name], log, root / "predictions")
+        for name, component in components.items():
+            wait_ready(component, processes[name], servers[name].log, timeout_s=150)
+        yield Chain(servers["predictor"], servers["transformer"])
+    finally:
+        terminate([p.pid for p in processes.values()])

@@ -12,7 +12,6 @@ import pytest
 from features.definitions import FEATURE_NAMES, assemble_features
 from features.store import feature_store, online_entity_features
 from serving.compiled_forest import flatten_trees, probe_rows
-from serving.prediction_log import read_prediction_log
 
 from .conftest import MAX_BATCH, MODEL, Stack, World
 
@@ -182,8 +181,8 @@ def test_chain_logs_every_scored_transaction(stack: Stack, world: World) -> None
         {"instances": transactions}, headers={"x-request-id": "logged-batch"}
     )
     assert answer.status_code == 200
-    log = read_prediction_log(stack.transformer.prediction_log)
-    batch = log[log.request_id == "logged-batch"].sort_values("transaction_id")
+    batch = stack.transformer.logged("request_id == 'logged-batch'", rows=3)
+    batch = batch.sort_values("transaction_id")
     assert batch.transaction_id.tolist() == [900, 901, 902]
     assert batch.served_by.unique().tolist() == ["transformer"]
     row = expected_features(world, transactions[0])[0]
@@ -198,11 +197,7 @@ def test_unknown_entities_get_defaults_and_a_flag(stack: Stack, world: World) ->
     prediction = answer.json()["predictions"][0]
     assert prediction["unknown_customer"] and prediction["unknown_terminal"]
     assert 0.0 <= prediction["fraud_probability"] <= 1.0
-    row = (
-        read_prediction_log(stack.transformer.prediction_log)
-        .query("customer_id == 987654321")
-        .iloc[-1]
-    )
+    row = stack.transformer.logged("customer_id == 987654321").iloc[-1]
     # Counts default to 0, means/ratio/risks stay missing (never a silent zero).
     assert row["customer_tx_count_30d"] == 0 and math.isnan(row["customer_mean_amount_30d"])
     assert math.isnan(row["terminal_risk_30d"]) and math.isnan(row["customer_amount_ratio_30d"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import threading
@@ -20,7 +21,12 @@ from serving.explain import describe_feature, reason_text, top_reasons
 from serving.feature_rows import _row_values, parse_feature_rows
 from serving.launch import level_components
 from serving.metrics import LATENCY_BUCKETS, SCORE_BUCKETS, ScoringTally
-from serving.prediction_log import PredictionLogWriter, PredictionRecord, read_prediction_log
+from serving.prediction_log import (
+    BackgroundLogWriter,
+    PredictionLogWriter,
+    PredictionRecord,
+    read_prediction_log,
+)
 from serving.schema import EXAMPLE_TRANSACTION, parse_tx_datetime, validate_transactions
 from serving.settings import ServingSettings
 
@@ -211,6 +217,31 @@ def test_prediction_log_rotates_by_size_and_survives_a_removed_folder(tmp_path) 
     logged = read_prediction_log(folder)
     assert logged["transaction_id"].tolist() == [12]
     assert logged["tx_amount"].iloc[0] == 10.0 and pd.isna(logged["terminal_risk_1d"].iloc[0])
+
+
+def test_background_log_writer_keeps_every_record_in_order(tmp_path) -> None:
+    folder = tmp_path / "predictions"
+    # A long interval: the thread has not written yet when flush() is called.
+    writer = BackgroundLogWriter(folder, flush_interval_s=60)
+    threads = [
+        threading.Thread(
+            target=lambda k=k: [writer.write([_record(k * 100 + i)]) for i in range(50)]
+        )
+        for k in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    writer.flush()
+    lines = "".join(f.read_text() for f in sorted(folder.glob("predictions-*.jsonl")))
+    logged = [json.loads(line)["transaction_id"] for line in lines.splitlines()]
+    assert sorted(logged) == sorted(k * 100 + i for k in range(4) for i in range(50))
+    for k in range(4):  # each writer's records in the order it wrote them
+        mine = [t for t in logged if t // 100 == k]
+        assert mine == sorted(mine)
+    writer.flush()  # nothing queued: nothing written twice
+    assert len(read_prediction_log(folder)) == 200
 
 
 def _scraped(tally: ScoringTally) -> dict[tuple[str, tuple], float]:

@@ -1,0 +1,68 @@
+"""The model worker: a new model loaded, compiled and checked in a process of its own."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from serving.compiled_forest import compiled_walk
+from serving.model_worker import (
+    PreparedModel,
+    RegistrySource,
+    WorkerFailed,
+    attach_prepared_walk,
+    prepare_in_worker,
+)
+from serving.sandbox import register_bundle, synthetic_transactions, train_bundle
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = tmp_path_factory.mktemp("worker-registry")
+    bundle = train_bundle(synthetic_transactions(n=3_000, days=20), n_estimators=15, max_depth=4)
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    register_bundle(bundle, tracking_uri, root / "mlartifacts")
+    return tracking_uri
+
+
+@pytest.fixture(scope="module")
+def prepared(registry: str) -> PreparedModel:
+    return prepare_in_worker(RegistrySource("fraud-detector", "champion", registry, True))
+
+
+def rows(n_features: int, n: int = 64) -> np.ndarray:
+    X = np.random.default_rng(4).normal(scale=50, size=(n, n_features)).astype(np.float32)
+    X[::7, 3] = np.nan  # missing values take the default branches
+    return X
+
+
+def test_worker_prepares_the_alias_model_with_a_walk_that_scores_like_xgboost(
+    prepared: PreparedModel,
+) -> None:
+    bundle = replace(prepared.bundle, fast_scorer=None, fast_max_rows=0)
+    assert bundle.model_version == "1" and prepared.walk is not None
+    compiled_walk()  # the server has compiled its loop before it swaps
+    assert attach_prepared_walk(bundle, prepared.walk)
+    X = rows(len(bundle.feature_names))
+    assert bundle.has_fast_path(len(X[:8]))
+    np.testing.assert_allclose(
+        bundle.predict_proba(X[:8]), bundle.booster.inplace_predict(X[:8]), rtol=0, atol=1e-6
+    )
+
+
+def test_a_walk_damaged_on_the_way_is_refused_and_the_booster_scores(
+    prepared: PreparedModel,
+) -> None:
+    bundle = replace(prepared.bundle, fast_scorer=None, fast_max_rows=0)
+    walk = dict(prepared.walk)
+    walk["layout_leaf_value"] = walk["layout_leaf_value"] + np.float32(0.5)
+    compiled_walk()
+    assert not attach_prepared_walk(bundle, walk)
+    assert bundle.fast_scorer is None and not bundle.has_fast_path(1)
+
+
+def test_a_worker_failure_says_what_went_wrong(registry: str) -> None:
+    with pytest.raises(WorkerFailed, match="no-such-alias"):
+        prepare_in_worker(RegistrySource("fraud-detector", "no-such-alias", registry, True))
