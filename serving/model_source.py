@@ -30,10 +30,17 @@ from typing import Any
 
 import numpy as np
 
-from fraudops.bundle import ModelBundle
+from fraudops.bundle import ModelBundle, load_bundle, load_registered_bundle
+from fraudops.config import mlflow_tracking_uri
 from fraudops.registry import ensure_reachable, mlflow_client
 from serving import metrics
-from serving.model_worker import PreparedModel, RegistrySource, prepare_in_worker
+from serving.compiled_forest import attach_compiled, kernel_ready
+from serving.model_worker import (
+    PreparedModel,
+    RegistrySource,
+    attach_prepared_walk,
+    prepare_in_worker,
+)
 from serving.settings import ServingSettings
 
 logger = logging.getLogger("serving.model")
@@ -63,7 +70,6 @@ class ModelHolder:
     """The bundle a server scores with: loaded once, refreshed when the alias moves."""
 
     def __init__(self, settings: ServingSettings, tracking_uri: str | None = None) -> None:
-        from fraudops.config import mlflow_tracking_uri
 
         self.settings = settings
         self.tracking_uri = tracking_uri or mlflow_tracking_uri()
@@ -111,7 +117,6 @@ class ModelHolder:
         return str(version.version)
 
     def _read(self) -> ModelBundle:
-        from fraudops.bundle import load_bundle, load_registered_bundle
 
         if self.settings.model_dir is not None:  # not uses_registry: the directory wins
             return load_bundle(Path(self.settings.model_dir))
@@ -141,8 +146,6 @@ class ModelHolder:
     # -- loading and swapping ----------------------------------------------------------------
     def _attach_scorer(self, bundle: ModelBundle, prepared: PreparedModel | None) -> bool:
         """Attach compiled trees before the swap where that is cheap; True: compile later."""
-        from serving.compiled_forest import attach_compiled, kernel_ready
-        from serving.model_worker import attach_prepared_walk
 
         if not self.settings.compiled_trees:
             return False
@@ -180,7 +183,6 @@ class ModelHolder:
             listener(bundle)
 
     def _compile(self, bundle: ModelBundle) -> None:
-        from serving.compiled_forest import attach_compiled
 
         if attach_compiled(bundle) and bundle is self.bundle:
             metrics.FRAUD_COMPILED_TREES.set(1)

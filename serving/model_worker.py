@@ -31,7 +31,19 @@ from pathlib import Path
 
 import numpy as np
 
-from fraudops.bundle import ModelBundle
+from fraudops.bundle import ModelBundle, load_bundle, load_registered_bundle, save_bundle
+from fraudops.registry import ensure_reachable
+from serving.compiled_forest import (
+    COMPILED_MAX_ROWS,
+    PROBABILITY_TOLERANCE,
+    CompiledForest,
+    FlatForest,
+    UnsupportedBooster,
+    WalkLayout,
+    compile_forest,
+    logger,
+    probe_rows,
+)
 
 #: Seconds a worker may take (registry download + first numba compile on a busy machine).
 WORKER_TIMEOUT_SECONDS = 300.0
@@ -70,19 +82,15 @@ class RegistrySource:
 
 
 def _save_walk(compiled, path: Path) -> None:
-    from serving.compiled_forest import FlatForest
 
     forest, layout = compiled.forest, compiled.layout
     arrays = {f"forest_{f.name}": np.asarray(getattr(forest, f.name)) for f in fields(FlatForest)}
     arrays |= {f"layout_{f.name}": np.asarray(getattr(layout, f.name)) for f in fields(layout)}
-    np.savez(path, **arrays)
+    np.savez(path, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds as allow_pickle
 
 
 def prepare(source: RegistrySource, out: Path) -> dict:
     """Load ``source``, compile and verify its trees, write the files into ``out``."""
-    from fraudops.bundle import load_registered_bundle, save_bundle
-    from fraudops.registry import ensure_reachable
-    from serving.compiled_forest import UnsupportedBooster, compile_forest
 
     ensure_reachable(source.tracking_uri)
     bundle = load_registered_bundle(source.alias, source.model_name, source.tracking_uri)
@@ -130,7 +138,6 @@ class PreparedModel:
 
 def _compiled_from(walk: dict[str, np.ndarray]):
     """The worker's forest and layout as a scorer (the walk loop must be compiled already)."""
-    from serving.compiled_forest import CompiledForest, FlatForest, WalkLayout
 
     def unpack(prefix: str, cls):
         values = {f.name: walk[f"{prefix}{f.name}"] for f in fields(cls)}
@@ -152,12 +159,6 @@ def attach_prepared_walk(bundle: ModelBundle, walk: dict[str, np.ndarray]) -> bo
     The worker checked every probe row; this re-check costs well under a millisecond and
     catches files that did not make it across intact. False (booster keeps scoring) if not.
     """
-    from serving.compiled_forest import (
-        COMPILED_MAX_ROWS,
-        PROBABILITY_TOLERANCE,
-        logger,
-        probe_rows,
-    )
 
     compiled = _compiled_from(walk)
     rows = probe_rows(compiled.forest, min_rows=RECHECK_ROWS)[:RECHECK_ROWS]
@@ -172,7 +173,6 @@ def attach_prepared_walk(bundle: ModelBundle, walk: dict[str, np.ndarray]) -> bo
 
 def read_prepared(directory: Path) -> PreparedModel:
     """The files a worker wrote into ``directory``, as a :class:`PreparedModel`."""
-    from fraudops.bundle import load_bundle
 
     prepared = json.loads((directory / PREPARED_FILE).read_text())
     bundle = load_bundle(directory / BUNDLE_DIR)

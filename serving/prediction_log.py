@@ -134,13 +134,13 @@ class BackgroundLogWriter(PredictionLogWriter):
     ) -> None:
         super().__init__(directory, max_bytes, prefix)
         self.flush_interval_s = flush_interval_s
-        self._queue: queue.SimpleQueue[list] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Sequence[object]] = queue.SimpleQueue()
         self._pending = threading.Event()
         self._flush_lock = threading.Lock()  # one drainer at a time keeps the order
         self._thread: threading.Thread | None = None
         self._thread_lock = threading.Lock()
 
-    def write(self, records: list) -> None:
+    def write(self, records: Sequence[object]) -> None:
         """Queue ``records`` for the writer thread (started on first use)."""
         if not records:
             return
