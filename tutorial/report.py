@@ -3,15 +3,16 @@
 It gathers from the real sources -- the validated-data summary, the MLflow registry
 (``@champion`` / ``@candidate`` runs: test metrics, thresholds, lineage tags, the champion's
 promotion history), champion and candidate scored on one test window, the latest drift
-summary (with a link to its Evidently report), one explanation, and the latest canary
-verdict -- and renders them with inline CSS and inline SVG charts: no CDN, no JavaScript,
-works offline. A source that does not exist yet renders as a "not run yet" note naming the
-``make`` target that produces it; nothing is ever made up.
+summary (with a link to its Evidently report), one explanation, the latest canary verdict
+and each model's logged global SHAP -- and renders them with inline CSS, inline SVG charts
+and inline (data: URI) plots: no CDN, no JavaScript, works offline. A source that does not
+exist yet renders as a "not run yet" note naming the ``make`` target that produces it;
+nothing is ever made up.
 
 The jobs live in their own modules: :mod:`tutorial.report_facts` (the typed records),
-:mod:`tutorial.report_gather` (reading the sources), :mod:`tutorial.report_charts` (the SVG),
-:mod:`tutorial.report_render` with ``tutorial/templates/run_report.html.j2`` (the page). This
-module is the command line.
+:mod:`tutorial.report_gather` and :mod:`tutorial.report_shap` (reading the sources),
+:mod:`tutorial.report_charts` (the SVG), :mod:`tutorial.report_render` with
+``tutorial/templates/run_report.html.j2`` (the page). This module is the command line.
 """
 
 from __future__ import annotations
@@ -50,7 +51,15 @@ def missing_sections(report: RunReport) -> list[str]:
     """Names of the sections that rendered as "not run yet"."""
     return [
         name
-        for name in ("data", "registry", "pr_curves", "drift", "explanation", "canary")
+        for name in (
+            "data",
+            "registry",
+            "pr_curves",
+            "drift",
+            "explanation",
+            "canary",
+            "global_shap",
+        )
         if isinstance(getattr(report, name), Missing)
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape as _e
 
-from tutorial.report_facts import PRCurve, Reason
+from tutorial.report_facts import FeatureShap, PRCurve, Reason
 
 #: One colour per compared model, champion first.
 COLOURS = ("#1f5fa8", "#d9731a", "#2e8b57", "#8e44ad")
@@ -99,5 +99,39 @@ def contribution_svg(reasons: Sequence[Reason], width: int = 760) -> str:
     parts.append(
         f'<text x="{zero:.1f}" y="{height - 8}" text-anchor="middle" class="caption">'
         "← lowers risk · contribution to the log-odds · raises risk →</text></svg>"
+    )
+    return "".join(parts)
+
+
+def mean_abs_shap_svg(features: Sequence[FeatureShap], units: str, width: int = 760) -> str:
+    """Horizontal bars of each feature's mean |SHAP| (largest first, as given), as inline SVG."""
+    label_w, pad, row_h = 240, 12, 26
+    height = pad * 2 + row_h * len(features) + 24
+    start = label_w + pad
+    biggest = max((f.mean_abs_shap for f in features), default=1.0) or 1.0
+    scale = (width - start - pad - 64) / biggest  # room for the value label past the bar
+    parts = [
+        (
+            f'<svg xmlns="http://www.w3.org/2000/svg" class="chart mean-abs-shap" '
+            f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="mean absolute SHAP value per feature ({_e(units)})">'
+        ),
+        f'<line x1="{start}" y1="{pad}" x2="{start}" y2="{height - pad - 18}" class="axis"/>',
+    ]
+    for i, item in enumerate(features):
+        top = pad + i * row_h
+        length = item.mean_abs_shap * scale
+        parts.append(
+            f'<text x="{label_w}" y="{top + 17}" text-anchor="end">{_e(item.feature)}</text>'
+            f'<rect x="{start}" y="{top + 5}" width="{max(length, 1):.1f}" height="{row_h - 10}" '
+            f'class="importance" data-feature="{_e(item.feature)}">'
+            f"<title>{_e(item.feature)}: mean |SHAP| {item.mean_abs_shap:.4f} {_e(units)}</title>"
+            f'</rect><text x="{start + length + 4:.1f}" y="{top + 17}" class="value">'
+            f"{item.mean_abs_shap:.3f}</text>"
+        )
+    parts.append(
+        f'<text x="{start + (width - start) / 2:.1f}" y="{height - 8}" text-anchor="middle" '
+        f'class="caption">mean |SHAP value| ({_e(units)}): how far the feature moves the score'
+        "</text></svg>"
     )
     return "".join(parts)

@@ -145,6 +145,39 @@ class CanaryFacts:
 
 
 @dataclass(frozen=True)
+class FeatureShap:
+    """One feature's mean |SHAP| over the explained sample (in :attr:`GlobalShap.units`)."""
+
+    feature: str
+    mean_abs_shap: float
+
+
+@dataclass(frozen=True)
+class GlobalShap:
+    """A training run's logged global explanation (``training.explain_global``)."""
+
+    units: str
+    n_rows: int
+    base_value: float
+    #: largest first, in the order of the logged ``mean_abs_shap.json``
+    features: tuple[FeatureShap, ...]
+    summary_png: bytes | None
+    #: ``(feature, png)`` dependence plots, in the order of :attr:`features`
+    dependence_png: tuple[tuple[str, bytes], ...]
+    source: str
+
+
+@dataclass(frozen=True)
+class ModelGlobalShap:
+    """Which model (role, version, run) and its global explanation, or why there is none."""
+
+    role: str
+    version: str
+    run_id: str
+    shap: GlobalShap | Missing
+
+
+@dataclass(frozen=True)
 class RunReport:
     """Everything the page shows; each section is its facts or a :class:`Missing` note."""
 
@@ -155,3 +188,7 @@ class RunReport:
     drift: DriftFacts | Missing
     explanation: ExampleExplanation | Missing
     canary: CanaryFacts | Missing
+    #: champion first, then the candidate when it is another version
+    global_shap: tuple[ModelGlobalShap, ...] | Missing = Missing(
+        "no registered model to explain", "make train"
+    )

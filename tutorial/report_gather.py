@@ -6,6 +6,7 @@ one test window, the latest drift summary, one explanation (the audit log, or co
 the serving explainer's functions) and the latest canary verdict. Each function returns its
 record or a :class:`~tutorial.report_facts.Missing` note naming the ``make`` target that
 produces the source; none raises because a source is absent, and nothing is made up.
+Each model's logged global SHAP is read by :mod:`tutorial.report_shap`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from tutorial.report_facts import (
     RegistryFacts,
     RunReport,
 )
+from tutorial.report_shap import gather_global_shap
 
 
 def _read_json(path: Path) -> dict | None:
@@ -455,4 +457,5 @@ def gather_report(
             audit_dir, prediction_log_dir, bundles, champion_version, reference
         ),
         canary=gather_canary(canary_verdict, registry, tracking_uri),
+        global_shap=gather_global_shap(registry),
     )

@@ -8,6 +8,7 @@ on, so every value from a source is escaped; only the inline SVG charts are mark
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from collections.abc import Sequence
@@ -22,13 +23,15 @@ from data.files import atomic_path
 from data.schema import FRAUD_SCENARIOS
 from fraudops.settings import MODEL_NAME
 from monitoring.lineage import VersionLineage
-from tutorial.report_charts import contribution_svg, pr_curve_svg
+from tutorial.report_charts import contribution_svg, mean_abs_shap_svg, pr_curve_svg
 from tutorial.report_facts import (
     CanaryFacts,
     DataSummary,
     DriftFacts,
     ExampleExplanation,
+    GlobalShap,
     Missing,
+    ModelGlobalShap,
     PRCurve,
     PRCurves,
     RegistryFacts,
@@ -288,6 +291,34 @@ def explanation_view(
     }
 
 
+def png_data_uri(png: bytes) -> str:
+    """A PNG inlined as a ``data:`` URI: the page stays one self-contained file."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _global_shap_block(shap: GlobalShap) -> dict:
+    rows = [[item.feature, f"{item.mean_abs_shap:.4f}"] for item in shap.features]
+    return {
+        "svg": Markup(mean_abs_shap_svg(shap.features, shap.units)),
+        "table": Table(["feature", ("mean |SHAP|", shap.units)], rows, "metrics importance"),
+        "summary": None if shap.summary_png is None else png_data_uri(shap.summary_png),
+        "dependence": [(feature, png_data_uri(png)) for feature, png in shap.dependence_png],
+    }
+
+
+def global_shap_view(models: Sequence[ModelGlobalShap] | Missing) -> dict | Missing:
+    """Each compared model's logged global SHAP (or why it has none), champion first."""
+    if isinstance(models, Missing):
+        return models
+    blocks = []
+    for model in models:
+        block = {"ref": ModelRef(model.role, model.version, model.run_id), "shap": model.shap}
+        if not isinstance(model.shap, Missing):
+            block.update(_global_shap_block(model.shap))
+        blocks.append(block)
+    return {"refs": [b["ref"] for b in blocks], "models": blocks}
+
+
 def _arms_table(canary: CanaryFacts) -> Table | None:
     if not canary.arms:
         return None
@@ -420,6 +451,7 @@ def render_report(report: RunReport, out_path: Path) -> str:
             models=models_view(registry, report.pr_curves),
             drift=drift_view(report.drift, out_dir, registry),
             explanation=explanation_view(report.explanation, registry),
+            global_shap=global_shap_view(report.global_shap),
             canary=canary_view(report.canary, registry),
             lineage=lineage_view(registry),
         )

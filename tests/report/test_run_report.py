@@ -23,6 +23,7 @@ SECTION_HEADINGS = [
     "Data",
     "Champion vs candidate",
     "Drift",
+    "What the champion looks at (global SHAP)",
     "Example explanation",
     "Canary verdict",
     "Lineage",
@@ -45,6 +46,8 @@ CHARTS_JS = """JSON.stringify({
     ap: Array.from(t.querySelectorAll('tbody tr'))
       .filter(r => r.cells[0].innerText.startsWith('PR-AUC'))
       .map(r => Array.from(r.cells).map(c => c.innerText))})),
+  shap_images: Array.from(document.querySelectorAll('#global-shap img'))
+    .map(i => i.naturalWidth),
   drift_link: document.querySelector('#drift a') && document.querySelector('#drift a').href,
   resources: performance.getEntriesByType('resource').map(e => e.name),
   scripts: document.scripts.length})"""
@@ -124,6 +127,13 @@ def test_report_renders_every_section_with_real_numbers_in_chromium(
     assert any(d in text["explanation"] for d in ("REVIEW", "DECLINE"))
     assert len(charts["bars"]) == 5 and all(width >= 1 for width in charts["bars"])
 
+    # Global SHAP: both models' bars, the beeswarm and dependence plots inlined and decoded.
+    assert (
+        "log-odds" in text["global-shap"]
+        and len(charts["shap_images"]) == 2 * 4
+        and all(width > 100 for width in charts["shap_images"])
+    ), (text["global-shap"][:300], charts["shap_images"])
+
     canary = project.canary_verdict
     assert canary["verdict"]["action"].upper() in text["canary"]
     assert f"{canary['candidate']['requests']:,}" in text["canary"]
@@ -172,6 +182,7 @@ def test_missing_sources_render_as_not_run_yet(tmp_path: Path, mlflow_template: 
         "drift",
         "explanation",
         "canary",
+        "global_shap",
     ]
     page = report_render.render_report(gathered, tmp_path / "run-report.html")
     for command in ("make data", "make train", "make drift", "make level5", "make canary"):
