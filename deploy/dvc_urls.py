@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fraudops.config import project_root
+
 #: Pipeline input -> the DVC-tracked file it reads.
 PIPELINE_INPUTS = {
     "transactions": "data/validated/transactions.parquet",
@@ -49,8 +51,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--github-output", action="store_true", help="append to $GITHUB_OUTPUT")
     args = parser.parse_args(argv)
     from dvc.exceptions import DvcException
-
-    from fraudops.config import project_root
 
     try:
         urls = remote_urls(project_root(), args.remote)

@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from deploy.engine import apt_install
+from fraudops.config import project_root
+
 #: The default of every Dockerfile's ``ARG BASE_IMAGE``.
 OFFICIAL_BASE = "python:3.11.13-slim-bookworm"
 #: The same Python from Debian's packages, when the official image cannot be pulled (the
@@ -155,8 +158,6 @@ def debootstrap_rootfs(
 ) -> Path:
     """A minimal bookworm with python3 in ``target`` (root only: debootstrap chroots)."""
     if shutil.which("debootstrap") is None and os.geteuid() == 0:
-        from deploy.engine import apt_install
-
         apt_install("debootstrap")
     if shutil.which("debootstrap") is None:
         raise ImageBuildError(
@@ -375,8 +376,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import docker
     import docker.errors
-
-    from fraudops.config import project_root
 
     try:
         client = docker.from_env(timeout=3600)

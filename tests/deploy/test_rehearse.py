@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy import engine, rehearse
+from deploy import engine, rehearsal, rehearse, rehearse_infra, rehearse_level5, rehearse_pipeline
 from deploy.manifests import build
 from deploy.pod_container import find, pod_of
 from deploy.rehearse_services import PostgresDatabase
 from fraudops.config import project_root
 
 
-def _rehearsal(tmp_path: Path) -> rehearse.Rehearsal:
-    r = rehearse.Rehearsal(root=project_root(), workdir=tmp_path)
+def _rehearsal(tmp_path: Path) -> rehearsal.Rehearsal:
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
     r.gateway = "172.17.0.1"
     r.database = PostgresDatabase("mlflow_rehearse")
     return r
 
 
 def test_mlflow_runs_as_its_manifest_says_but_where_it_listens(tmp_path: Path):
-    plan = rehearse.mlflow_plan(_rehearsal(tmp_path))
+    plan = rehearse_infra.mlflow_plan(_rehearsal(tmp_path))
     manifest = pod_of(find(build(project_root() / "k8s/infra/mlflow"), "Deployment", "mlflow"))
     original = manifest["containers"][0]["args"]
     changed = [(a, b) for a, b in zip(original, plan.args, strict=True) if a != b]
@@ -37,7 +37,7 @@ def test_mlflow_runs_as_its_manifest_says_but_where_it_listens(tmp_path: Path):
 
 
 def test_pipeline_steps_run_like_a_kfp_pod(tmp_path: Path):
-    args = rehearse.pipeline_runner_args(_rehearsal(tmp_path))
+    args = rehearse_pipeline.pipeline_runner_args(_rehearsal(tmp_path))
     assert args["user"] == "10001:10001" and args["read_only"] is True
     assert args["cap_drop"] == ["ALL"]
     assert args["extra_hosts"]["minio.mlops.svc.cluster.local"] == "172.17.0.1"
@@ -45,7 +45,7 @@ def test_pipeline_steps_run_like_a_kfp_pod(tmp_path: Path):
 
 
 def test_level5_plans_take_the_champions_storage_uri(tmp_path: Path):
-    plans = rehearse.level5_plans(
+    plans = rehearse_level5.level5_plans(
         _rehearsal(tmp_path), "s3://fraud-mlops/mlflow/1/r/artifacts/bundle"
     )
     assert (
@@ -65,10 +65,10 @@ def test_no_engine_and_no_root_stops_with_one_line(monkeypatch, capsys, tmp_path
 
 
 def test_a_failing_step_is_one_line_and_stops_the_run(tmp_path: Path, capsys):
-    r = rehearse.Rehearsal(root=project_root(), workdir=tmp_path)
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
 
     def broken() -> str:
-        raise rehearse.StepFailed("object store: nothing answers")
+        raise rehearsal.StepFailed("object store: nothing answers")
 
     assert not r.step("services", broken)
     line = capsys.readouterr().out.strip()

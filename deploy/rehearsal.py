@@ -1,0 +1,195 @@
+"""The rehearsal's state and its step runner (``deploy.rehearse`` runs the steps in order).
+
+``Rehearsal`` holds what the steps share: where things are, what runs, what was found; its
+``step`` runs one step and prints its one line. The helpers below are the ones more than
+one step uses: the rendered manifests, the local images, the host-side environment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from deploy import images as image_builds
+from deploy.dvc_urls import PIPELINE_INPUTS
+from deploy.engine import Engine, EngineUnavailable
+from deploy.manifests import build
+from deploy.pod_container import ContainerPlan
+from deploy.rehearse_services import (
+    CLUSTER_HOSTS,
+    LOCAL_TEST_CREDENTIALS,
+    MLFLOW_PORT,
+    ObjectStore,
+    PostgresDatabase,
+    PushgatewayStandIn,
+    Redis,
+    ServiceError,
+)
+
+LABEL = "fraud-mlops.rehearse"
+MODEL_NAME = "fraud-detector"
+#: The data the pipeline reads, as DVC tracks it (pushed to the S3 remote).
+DATA_OUTPUTS = PIPELINE_INPUTS
+DVC_REMOTE = "rehearse"
+PREDICTION_LOG_PREFIX = "prediction-log"
+#: Transactions sent through level 5 before the drift job (drift.min_current_rows is 200).
+TRAFFIC_ROWS = 400
+TRAFFIC_BATCH = 50
+
+
+class StepFailed(RuntimeError):
+    """A step's check did not hold; the message is the step's one line."""
+
+
+@dataclass
+class StepResult:
+    """One line of the rehearsal's record."""
+
+    name: str
+    ok: bool
+    seconds: float
+    detail: str
+
+
+@dataclass
+class Rehearsal:
+    """State shared by the steps: where things are, what runs, what was found."""
+
+    root: Path
+    workdir: Path
+    engine: Engine | None = None
+    gateway: str = ""
+    base: str = ""
+    built: list[image_builds.BuiltImage] = field(default_factory=list)
+    store: ObjectStore | None = None
+    redis: Redis | None = None
+    database: PostgresDatabase | None = None
+    pushgateway: PushgatewayStandIn | None = None
+    data_urls: dict[str, str] = field(default_factory=dict)
+    champion: dict[str, str] = field(default_factory=dict)
+    transformer_url: str = ""
+    containers: dict[str, Any] = field(default_factory=dict)
+    results: list[StepResult] = field(default_factory=list)
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        """The Docker client (after the engine step)."""
+        assert self.engine is not None, "the engine step runs first"
+        return self.engine.client
+
+    @property
+    def logs(self) -> Path:
+        """Every step's detailed output (the console gets one line per step)."""
+        return self.workdir / "logs"
+
+    def step(self, name: str, action: Callable[[], str]) -> bool:
+        """Run one step, print ``ok|FAIL  <seconds>  <name>: <detail>``; True when it passed."""
+        started = time.monotonic()
+        try:
+            detail, ok = action(), True
+        except EngineUnavailable:
+            raise  # not a step that failed: the whole run cannot start (main says how)
+        except (StepFailed, ServiceError, image_builds.ImageBuildError) as exc:
+            detail, ok = str(exc), False
+        except Exception as exc:  # noqa: BLE001 -- any other failure is this step's failure, named
+            detail, ok = f"{type(exc).__name__}: {one_line(exc)}", False
+        result = StepResult(name, ok, time.monotonic() - started, detail)
+        self.results.append(result)
+        print(f"{'ok  ' if ok else 'FAIL'} {result.seconds:6.1f}s  {name}: {detail}", flush=True)
+        return ok
+
+    # -- environment every container gets ----------------------------------------------------
+    def cluster_hosts(self, **extra: str) -> dict[str, str]:
+        """The cluster's service names, answered by the host's bridge address (+ ``extra``)."""
+        return {**{name: self.gateway for name in CLUSTER_HOSTS}, **extra}
+
+    def secrets(self) -> dict[str, dict[str, str]]:
+        """The Secrets the manifests reference, with the rehearsal's local test values."""
+        assert self.database is not None
+        return {
+            "object-store": {
+                key: LOCAL_TEST_CREDENTIALS[key]
+                for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            },
+            "mlflow-postgres": {"MLFLOW_BACKEND_STORE_URI": self.database.url},
+        }
+
+    def host_env(self) -> dict[str, str]:
+        """Environment of the host-side clients (the workflow runner's, in production)."""
+        assert self.store is not None
+        return {
+            **os.environ,
+            **LOCAL_TEST_CREDENTIALS,
+            "MLFLOW_TRACKING_URI": f"http://{self.gateway}:{MLFLOW_PORT}",
+            "MLFLOW_S3_ENDPOINT_URL": self.store.endpoint,
+            "AWS_ENDPOINT_URL": self.store.endpoint,
+            "FEAST_S3_ENDPOINT_URL": self.store.endpoint,
+        }
+
+    def run_container(self, plan: ContainerPlan, *, detach: bool = True, **extra: Any) -> Any:
+        """Start ``plan`` (labelled for teardown); ``extra`` adds what the cluster would."""
+        kwargs = plan.run_kwargs()
+        kwargs.update(extra)
+        kwargs.setdefault("labels", {})[LABEL] = "1"
+        kwargs.setdefault("name", f"rehearse-{plan.name}")
+        self.remove_container(kwargs["name"])
+        container = self.client.containers.run(detach=detach, **kwargs)
+        self.containers[plan.name] = container
+        return container
+
+    def remove_container(self, name: str) -> None:
+        """Remove a container of this name if one is left over."""
+        import docker.errors
+
+        with contextlib.suppress(docker.errors.NotFound):
+            self.client.containers.get(name).remove(force=True)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def container_ip(container: Any) -> str:
+    container.reload()
+    return container.attrs["NetworkSettings"]["IPAddress"]
+
+
+def render(root: Path, relative: str) -> list[dict[str, Any]]:
+    return build(root / relative)
+
+
+def local_images(plan: ContainerPlan) -> ContainerPlan:
+    """The plan with the manifest's placeholder image replaced by the local build."""
+    return replace(plan, image=image_builds.local_image(plan.image))
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str], **extra: str) -> Iterator[None]:
+    """``os.environ`` set to ``env`` + ``extra`` for the block (in-process clients read it)."""
+    saved = dict(os.environ)
+    os.environ.update(
+        {**{k: v for k, v in env.items() if k not in saved or saved[k] != v}, **extra}
+    )
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def run_host(command: list[str], r: Rehearsal, env: dict[str, str], log: str) -> str:
+    """Run a host command, its output in the log; StepFailed with its last line."""
+    done = subprocess.run(command, cwd=r.root, env=env, capture_output=True, text=True, check=False)
+    (r.logs / log).write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise StepFailed(f"{' '.join(command[:4])}: {lines[-1] if lines else done.returncode}")
+    return done.stdout

@@ -1,0 +1,112 @@
+"""The rehearsal's pipeline step: the committed compiled pipeline, each step in a container.
+
+``kfp.local.DockerRunner`` runs every step in the training image, as a KFP pod would (uid
+10001, read-only root, the cluster's service names); the run registers and promotes in
+MLflow. The object-store fault (``deploy.rehearse_faults``) runs it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from deploy.rehearsal import (
+    MODEL_NAME,
+    Rehearsal,
+    StepFailed,
+    environment,
+    one_line,
+)
+from deploy.rehearse_services import LOCAL_TEST_CREDENTIALS, MLFLOW_PORT
+from pipelines import local_conditions
+
+
+def pipeline_runner_args(r: Rehearsal) -> dict[str, Any]:
+    """How each pipeline step's container runs: the pod a KFP step gets, on Docker."""
+    return {
+        "environment": {
+            **LOCAL_TEST_CREDENTIALS,
+            "MLFLOW_S3_ENDPOINT_URL": "http://minio.mlops.svc.cluster.local:9000",
+            "AWS_ENDPOINT_URL": "http://minio.mlops.svc.cluster.local:9000",
+            "HOME": "/tmp",
+        },
+        "extra_hosts": r.cluster_hosts(),
+        "user": "10001:10001",
+        "read_only": True,
+        "tmpfs": {"/tmp": "mode=1777"},
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+    }
+
+
+def run_pipeline_in_containers(r: Rehearsal, log_name: str) -> Path:
+    """The committed compiled pipeline, each step in the training image (kfp DockerRunner)."""
+    from kfp import components, local
+
+    # heavy: kfp, the trainer and MLflow; only the pipeline steps need them
+    from pipelines.compile import compiled_pipeline_path
+    from pipelines.run_local import PipelineFailed, PipelineInputs, _plain
+    from training.tracking import dvc_data_hash, git_commit
+
+    root = Path(tempfile.mkdtemp(prefix="pipeline-", dir=r.workdir))
+    root.chmod(0o777)  # the steps run as uid 10001 and write their outputs here
+    inputs = PipelineInputs(
+        transactions=r.data_urls["transactions"],
+        customer_features=r.data_urls["customer_features"],
+        terminal_features=r.data_urls["terminal_features"],
+        params_yaml=(r.root / "params.yaml").read_text(),
+        mlflow_tracking_uri=f"http://mlflow.mlops.svc.cluster.local:{MLFLOW_PORT}",
+        git_commit=git_commit(r.root),
+        data_hash=dvc_data_hash(r.root),
+        promote_via="pipeline",
+    )
+    local_conditions.install()
+    local.init(
+        local.DockerRunner(**pipeline_runner_args(r)),
+        pipeline_root=str(root),
+        raise_on_error=True,
+    )
+    pipeline = components.load_component_from_file(str(compiled_pipeline_path()))
+    # kfp creates each step's output folders here as this (root) process; the steps write
+    # into them as uid 10001, like a pod's fsGroup-owned volume: so no umask while it runs.
+    umask = os.umask(0)
+    with (r.logs / log_name).open("w") as log, contextlib.redirect_stdout(log):
+        try:
+            task = pipeline(**inputs.as_arguments())
+        except RuntimeError as exc:
+            raise PipelineFailed(_plain(one_line(exc))) from None
+        finally:
+            os.umask(umask)
+    return Path(task.output.path)
+
+
+def champion_version(r: Rehearsal) -> str | None:
+    """The registry's @champion version now (None: no champion)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    uri = f"http://{r.gateway}:{MLFLOW_PORT}"
+    try:
+        return MlflowClient(uri, uri).get_model_version_by_alias(MODEL_NAME, "champion").version
+    except MlflowException:
+        return None
+
+
+def step_pipeline(r: Rehearsal) -> str:
+    """The pipeline in containers: validate -> training set -> train -> evaluate -> register."""
+    # heavy: imports kfp and the trainer; only the pipeline step needs it
+    from pipelines.run_local import PipelineFailed, highlights
+
+    with environment(r.host_env()):
+        try:
+            run_pipeline_in_containers(r, "pipeline.log")
+        except PipelineFailed as exc:
+            raise StepFailed(f"pipeline: {exc}") from None
+        version = champion_version(r)
+    gates = [line for line in highlights((r.logs / "pipeline.log").read_text()) if "GATE" in line]
+    if version is None:
+        raise StepFailed(f"no @champion after the run: {gates[-1] if gates else 'no gate line'}")
+    return f"@champion = version {version}; " + " | ".join(g.split(" — ")[0] for g in gates)
