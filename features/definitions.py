@@ -167,19 +167,37 @@ class _EntityTimeline:
         return self.time_ns.astype("datetime64[ns]") + ROW_VISIBILITY_DELAY.to_timedelta64()
 
 
-def _timeline(transactions: pd.DataFrame, entity_column: str, with_labels: bool) -> _EntityTimeline:
-    # Microsecond instants: Feast and the online stores keep microseconds, so a row's
-    # visibility instant must not depend on sub-microsecond digits they would drop.
-    time_ns = (
-        _naive_utc(transactions[TX_DATETIME])
-        .dt.floor("us")
-        .to_numpy("datetime64[ns]")
-        .view("int64")
-    )
-    values = {"n": np.ones(len(transactions)), "amount": transactions[TX_AMOUNT].to_numpy()}
-    if with_labels:
-        values["fraud"] = transactions[TX_FRAUD].to_numpy()
-    return _EntityTimeline(transactions[entity_column].to_numpy(np.int64), time_ns, values)
+def _time_ns(when: pd.Series) -> np.ndarray:
+    """Transaction instants as int64 nanoseconds, floored to whole microseconds.
+
+    Feast and the online stores keep microseconds, so a row's visibility instant must not
+    depend on sub-microsecond digits they would drop.
+    """
+    return _naive_utc(when).dt.floor("us").to_numpy("datetime64[ns]").view("int64")
+
+
+def _customer_columns(timeline: _EntityTimeline) -> dict[str, np.ndarray]:
+    """CUSTOMER_FEATURES per timeline row: counts and mean amounts over ``(s - w, s]``."""
+    columns: dict[str, np.ndarray] = {}
+    for w, count_name, mean_name in zip(WINDOWS_DAYS, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT):
+        count = timeline.window_sum("n", 0, w)  # >= 1: the row's own transaction is inside
+        columns[count_name] = count.astype(np.int64)
+        columns[mean_name] = timeline.window_sum("amount", 0, w) / count
+    return columns
+
+
+def _terminal_columns(timeline: _EntityTimeline, delay: int) -> dict[str, np.ndarray]:
+    """TERMINAL_FEATURES per timeline row: counts, and fraud share of the labels known at s."""
+    columns: dict[str, np.ndarray] = {}
+    for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
+        columns[count_name] = timeline.window_sum("n", 0, w).astype(np.int64)
+    for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
+        labelled = timeline.window_sum("n", delay, w)
+        frauds = timeline.window_sum("fraud", delay, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # No labelled transaction in the window: the risk is unknown, not zero.
+            columns[risk_name] = np.where(labelled > 0, frauds / labelled, np.nan)
+    return columns
 
 
 def compute_entity_features(
@@ -195,36 +213,73 @@ def compute_entity_features(
     _require_columns(
         transactions, (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD), "transactions"
     )
-    delay = params.label_delay_days
-
-    customer = _timeline(transactions, CUSTOMER_ID, with_labels=False)
-    customer_table: dict[str, np.ndarray] = {
+    time_ns = _time_ns(transactions[TX_DATETIME])
+    amount = transactions[TX_AMOUNT].to_numpy()
+    customer = _EntityTimeline(
+        transactions[CUSTOMER_ID].to_numpy(np.int64),
+        time_ns,
+        {"n": np.ones(len(amount)), "amount": amount},
+    )
+    terminal = _EntityTimeline(
+        transactions[TERMINAL_ID].to_numpy(np.int64),
+        time_ns,
+        {"n": np.ones(len(amount)), "amount": amount, "fraud": transactions[TX_FRAUD].to_numpy()},
+    )
+    customer_table = {
         CUSTOMER_ID: customer.entity,
         EVENT_TIMESTAMP: customer.event_timestamps(),
+        **_customer_columns(customer),
     }
-    for w, count_name, mean_name in zip(WINDOWS_DAYS, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT):
-        count = customer.window_sum("n", 0, w)  # >= 1: the row's own transaction is inside
-        customer_table[count_name] = count.astype(np.int64)
-        customer_table[mean_name] = customer.window_sum("amount", 0, w) / count
-
-    terminal = _timeline(transactions, TERMINAL_ID, with_labels=True)
-    terminal_table: dict[str, np.ndarray] = {
+    terminal_table = {
         TERMINAL_ID: terminal.entity,
         EVENT_TIMESTAMP: terminal.event_timestamps(),
+        **_terminal_columns(terminal, params.label_delay_days),
     }
-    for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
-        terminal_table[count_name] = terminal.window_sum("n", 0, w).astype(np.int64)
-    for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
-        labelled = terminal.window_sum("n", delay, w)
-        frauds = terminal.window_sum("fraud", delay, w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # No labelled transaction in the window: the risk is unknown, not zero.
-            terminal_table[risk_name] = np.where(labelled > 0, frauds / labelled, np.nan)
-
     return (
         pd.DataFrame(customer_table)[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]],
         pd.DataFrame(terminal_table)[[TERMINAL_ID, EVENT_TIMESTAMP, *TERMINAL_FEATURES]],
     )
+
+
+def state_horizon_days(label_delay_days: int) -> int:
+    """How far back a row's windows reach: the longest window plus the label delay."""
+    return max(WINDOWS_DAYS) + label_delay_days
+
+
+def latest_customer_row(time_us: np.ndarray, amount: np.ndarray) -> dict[str, float]:
+    """The customer's row after its last transaction, from its transactions (one entity).
+
+    The live update path calls this with the entity's recent transactions (at least the
+    last ``state_horizon_days``): the same timeline and windows as
+    :func:`compute_entity_features`, so an online row equals the offline one.
+    """
+    timeline = _EntityTimeline(
+        np.zeros(len(time_us), np.int64),
+        np.asarray(time_us, np.int64) * 1000,
+        {"n": np.ones(len(time_us)), "amount": np.asarray(amount, np.float64)},
+    )
+    return {name: float(values[-1]) for name, values in _customer_columns(timeline).items()}
+
+
+def latest_terminal_row(
+    time_us: np.ndarray, amount: np.ndarray, fraud: np.ndarray, label_delay_days: int
+) -> dict[str, float]:
+    """The terminal's row after its last transaction (see :func:`latest_customer_row`).
+
+    ``fraud`` holds the labels known so far (0 where no chargeback arrived): only those of
+    transactions at least ``label_delay_days`` before the row enter its risk.
+    """
+    timeline = _EntityTimeline(
+        np.zeros(len(time_us), np.int64),
+        np.asarray(time_us, np.int64) * 1000,
+        {
+            "n": np.ones(len(time_us)),
+            "amount": np.asarray(amount, np.float64),
+            "fraud": np.asarray(fraud, np.float64),
+        },
+    )
+    columns = _terminal_columns(timeline, label_delay_days)
+    return {name: float(values[-1]) for name, values in columns.items()}
 
 
 def _entity_block(
