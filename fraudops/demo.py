@@ -200,8 +200,23 @@ def run_demo(root: Path) -> None:
         normal, drifted = pd.read_parquet(normal_path), pd.read_parquet(drift_path)
         state["normal"], state["drifted"] = normal, drifted
         counts_normal, counts_drift = replay(normal), replay(drifted)
+        skew = live_skew(normal.tx_datetime.min(), drifted.tx_datetime.max())
         return (f"day {normal.tx_datetime.min():%Y-%m-%d}: {len(normal):,} scored {counts_normal}; "
-                f"day {drifted.tx_datetime.min():%Y-%m-%d} ({DEMO_DRIFT}): {len(drifted):,} scored {counts_drift}")
+                f"day {drifted.tx_datetime.min():%Y-%m-%d} ({DEMO_DRIFT}): {len(drifted):,} scored {counts_drift}; "
+                f"{skew}")
+
+    def live_skew(first, last) -> str:
+        # The skew job's own JSON, not its console text: served vs offline on the two live days.
+        end = f"{last + pd.Timedelta(microseconds=1):%Y-%m-%dT%H:%M:%S.%f}"
+        result = subprocess.run(
+            [py, "-m", "monitoring.skew", "--start", f"{first:%Y-%m-%dT%H:%M:%S}", "--end", end],
+            check=False, cwd=root, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        print("\n".join(f"  {line}" for line in result.stdout.strip().splitlines()))
+        if result.returncode not in (0, 3):
+            raise StepFailed(f"skew job exited {result.returncode}")
+        stats = json.loads((root / "reports" / "skew" / "skew_summary.json").read_text())["statistics"]
+        return f"served features equal to training's on {stats['equal_share']:.2%} of {stats['transactions']:,} live transactions"
 
     def drift() -> str:
         lines = []
