@@ -475,3 +475,35 @@ def simulate_next_days(
         origin_day=min(0, first_day),
         progress=progress,
     )
+
+
+#: Columns of a label event: which transaction (and terminal), when it happened, when the
+#: chargeback / confirmed fraud became known, and the label.
+LABEL_EVENT_COLUMNS: Final = (
+    TRANSACTION_ID,
+    TERMINAL_ID,
+    TX_DATETIME,
+    "label_datetime",
+    TX_FRAUD,
+)
+
+
+def label_events(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+    """The chargebacks of ``transactions``: one event per fraud, ``label_delay_days`` later.
+
+    Genuine transactions send no event (no chargeback means genuine), as in a card
+    issuer's feed; events are in arrival order.
+    """
+    frauds = transactions.loc[transactions[TX_FRAUD] == 1]
+    events = pd.DataFrame(
+        {
+            TRANSACTION_ID: frauds[TRANSACTION_ID].to_numpy(np.int64),
+            TERMINAL_ID: frauds[TERMINAL_ID].to_numpy(np.int64),
+            TX_DATETIME: frauds[TX_DATETIME].to_numpy(),
+            "label_datetime": (
+                frauds[TX_DATETIME] + pd.Timedelta(days=label_delay_days)
+            ).to_numpy(),
+            TX_FRAUD: np.ones(len(frauds), np.int8),
+        }
+    )
+    return events.sort_values("label_datetime", kind="stable").reset_index(drop=True)

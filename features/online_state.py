@@ -126,6 +126,8 @@ class LiveState(Protocol):
 
     def describe(self) -> str: ...
 
+    def labels(self) -> dict[int, int]: ...
+
 
 def _retention_us(horizon_days: int) -> int:
     return 2 * horizon_days * DAY_US
@@ -239,6 +241,13 @@ class SqliteLiveState:
                 [(e.transaction_id, e.terminal_id, e.fraud) for e in labels],
             )
         return len(rows)
+
+    def labels(self) -> dict[int, int]:
+        """Every recorded label, transaction -> fraud (status and tests)."""
+        rows = self._connection().execute(
+            f"SELECT transaction_id, fraud FROM {self.prefix}_live_label"
+        )
+        return {int(tx): int(fraud) for tx, fraud in rows}
 
     def close(self) -> None:
         """Close this thread's connection."""
@@ -429,6 +438,14 @@ class RedisLiveState:
         """A consumer's committed offset, or None."""
         value = self.client.hget(f"{self.prefix}:checkpoints", name)
         return None if value is None else value.decode()
+
+    def labels(self) -> dict[int, int]:
+        """Every recorded label, transaction -> fraud (status and tests)."""
+        found: dict[int, int] = {}
+        for key in self.client.scan_iter(match=f"{self.prefix}:l:*", count=1000):
+            for tx, fraud in self.client.hgetall(key).items():
+                found[int(tx)] = int(fraud)
+        return found
 
     def clear(self) -> None:
         """Delete every key of this state (seeding starts from nothing; tests clean up)."""

@@ -200,6 +200,10 @@ def run_demo(root: Path) -> None:
         normal, drifted = pd.read_parquet(normal_path), pd.read_parquet(drift_path)
         state["normal"], state["drifted"] = normal, drifted
         counts_normal, counts_drift = replay(normal), replay(drifted)
+        # The chargebacks of these days, from the label stream (a file here): the terminal-risk
+        # state learns them as the label delay passes.
+        labels = demo.sh(py, "-m", "features.label_events", "consume", quiet=True).strip()
+        print(f"  {labels.splitlines()[-1]}")
         skew = live_skew(normal.tx_datetime.min(), drifted.tx_datetime.max())
         return (f"day {normal.tx_datetime.min():%Y-%m-%d}: {len(normal):,} scored {counts_normal}; "
                 f"day {drifted.tx_datetime.min():%Y-%m-%d} ({DEMO_DRIFT}): {len(drifted):,} scored {counts_drift}; "
