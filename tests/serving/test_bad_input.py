@@ -86,7 +86,7 @@ json_values = st.recursive(
 )
 VALID = {
     "transaction_id": 1,
-    "tx_datetime": "2026-02-20T10:00:00",
+    "tx_datetime": "2026-02-15T10:00:00",  # just after the test world's history
     "customer_id": 3,
     "terminal_id": 7,
     "tx_amount": 42.5,
