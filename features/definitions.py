@@ -49,6 +49,16 @@ EVENT_TIMESTAMP: Final = "event_timestamp"
 #: A row becomes visible just after its own transaction, never to that transaction itself.
 ROW_VISIBILITY_DELAY: Final = pd.Timedelta(microseconds=1)
 
+#: Velocity windows (name suffix, length): counted at request time, up to the transaction.
+VELOCITY_WINDOWS: Final[tuple[tuple[str, pd.Timedelta], ...]] = (
+    ("10m", pd.Timedelta(minutes=10)),
+    ("1h", pd.Timedelta(hours=1)),
+)
+VELOCITY_TX_COUNT: Final = tuple(f"customer_tx_count_{name}" for name, _ in VELOCITY_WINDOWS)
+VELOCITY_AMOUNT: Final = tuple(f"customer_amount_{name}" for name, _ in VELOCITY_WINDOWS)
+#: The customer's transactions and spend in ``[t - w, t)`` before a transaction at ``t``.
+VELOCITY_FEATURES: Final[tuple[str, ...]] = VELOCITY_TX_COUNT + VELOCITY_AMOUNT
+
 CUSTOMER_TX_COUNT: Final = tuple(f"customer_tx_count_{w}d" for w in WINDOWS_DAYS)
 CUSTOMER_MEAN_AMOUNT: Final = tuple(f"customer_mean_amount_{w}d" for w in WINDOWS_DAYS)
 TERMINAL_TX_COUNT: Final = tuple(f"terminal_tx_count_{w}d" for w in WINDOWS_DAYS)
@@ -67,7 +77,9 @@ CUSTOMER_FEATURES: Final[tuple[str, ...]] = CUSTOMER_TX_COUNT + CUSTOMER_MEAN_AM
 #: Feast feature view ``terminal_risk`` (entity ``terminal``).
 TERMINAL_FEATURES: Final[tuple[str, ...]] = TERMINAL_TX_COUNT + TERMINAL_RISK
 #: The model's input columns, in model order.
-FEATURE_NAMES: Final[tuple[str, ...]] = REQUEST_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    REQUEST_FEATURES + VELOCITY_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
+)
 
 UNKNOWN_CUSTOMER: Final = "unknown_customer"
 UNKNOWN_TERMINAL: Final = "unknown_terminal"
@@ -282,6 +294,50 @@ def latest_terminal_row(
     return {name: float(values[-1]) for name, values in columns.items()}
 
 
+def velocity_features(
+    history_entity: np.ndarray,
+    history_time_ns: np.ndarray,
+    history_amount: np.ndarray,
+    entity: np.ndarray,
+    time_ns: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """VELOCITY_FEATURES of transactions ``(entity, time_ns)`` over a transaction history.
+
+    Per transaction at ``t``: the count and the amount of its customer's history
+    transactions in ``[t - w, t)`` -- strictly before it, so one at the same instant is not
+    counted (as for the daily windows). Training passes all transactions as both the
+    history and the requests; serving passes the customer's retained transactions and the
+    request. Vectorised: a binary search per bound on (customer, time rank) keys.
+    """
+    history_time_ns = np.asarray(history_time_ns, np.int64)
+    order = np.lexsort((history_time_ns, history_entity))
+    h_entity, h_time = np.asarray(history_entity, np.int64)[order], history_time_ns[order]
+    amount_sum = np.r_[0.0, np.cumsum(np.asarray(history_amount, np.float64)[order])]
+    entities = np.unique(h_entity)
+    times = np.unique(h_time)
+    stride = np.int64(len(times) + 1)
+    keys = np.searchsorted(entities, h_entity) * stride + np.searchsorted(times, h_time)
+    entity = np.asarray(entity, np.int64)
+    code = np.minimum(np.searchsorted(entities, entity), max(len(entities) - 1, 0))
+    known = (entities[code] == entity) if len(entities) else np.zeros(len(entity), bool)
+
+    def first_at_or_after(instant_ns: np.ndarray) -> np.ndarray:
+        # Rows of the same customer with time >= instant start here (times strictly before
+        # the instant have a smaller rank than searchsorted(..., "left")).
+        return np.searchsorted(keys, code * stride + np.searchsorted(times, instant_ns), "left")
+
+    time_ns = np.asarray(time_ns, np.int64)
+    end = first_at_or_after(time_ns)
+    columns: dict[str, np.ndarray] = {}
+    for (_, length), count_name, amount_name in zip(
+        VELOCITY_WINDOWS, VELOCITY_TX_COUNT, VELOCITY_AMOUNT
+    ):
+        start = first_at_or_after(time_ns - length.value)
+        columns[count_name] = np.where(known, end - start, 0).astype(np.float64)
+        columns[amount_name] = np.where(known, amount_sum[end] - amount_sum[start], 0.0)
+    return columns
+
+
 def _entity_block(
     rows: pd.DataFrame, counts: tuple[str, ...], others: tuple[str, ...], n: int, what: str
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -309,13 +365,17 @@ def _weekday_and_hour(when: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def assemble_features(
-    requests: pd.DataFrame, customer_rows: pd.DataFrame, terminal_rows: pd.DataFrame
+    requests: pd.DataFrame,
+    customer_rows: pd.DataFrame,
+    terminal_rows: pd.DataFrame,
+    velocity: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """THE feature vector: FEATURE_NAMES (float, model order) + unknown_customer/unknown_terminal.
 
     ``requests`` needs ``tx_datetime`` (naive = UTC) and ``tx_amount``; ``customer_rows`` and
     ``terminal_rows`` hold the looked-up aggregates aligned row by row with ``requests``
-    (a row of NaN = unknown entity). Training calls it over millions of rows, the serving
+    (a row of NaN = unknown entity); ``velocity`` the :func:`velocity_features` of the
+    requests (None: not known, so missing). Training calls it over millions of rows, the serving
     transformer over one: the same code path, in NumPy so that one row costs microseconds
     rather than the milliseconds of pandas' per-call overhead. The result keeps
     ``requests``' index.
@@ -335,7 +395,10 @@ def assemble_features(
     # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
     ratio[~np.isfinite(ratio)] = np.nan
 
+    if velocity is None:
+        velocity = {name: np.full(n, np.nan) for name in VELOCITY_FEATURES}
     columns = {
+        **velocity,
         TX_AMOUNT: amount,
         "tx_during_weekend": (weekday >= 5).astype(np.float64),
         "tx_during_night": (hour < NIGHT_END_HOUR).astype(np.float64),
@@ -388,7 +451,12 @@ def build_training_set(
     _require_columns(transactions, TRANSACTION_COLUMNS, "transactions")
     customer_rows = _as_of(transactions, customer_features, CUSTOMER_ID, CUSTOMER_FEATURES)
     terminal_rows = _as_of(transactions, terminal_features, TERMINAL_ID, TERMINAL_FEATURES)
-    features = assemble_features(transactions, customer_rows, terminal_rows)
+    time_ns = _time_ns(transactions[TX_DATETIME])
+    customers = transactions[CUSTOMER_ID].to_numpy(np.int64)
+    velocity = velocity_features(
+        customers, time_ns, transactions[TX_AMOUNT].to_numpy(), customers, time_ns
+    )
+    features = assemble_features(transactions, customer_rows, terminal_rows, velocity)
     training_set = transactions.loc[:, list(TRANSACTION_COLUMNS)].copy()
     for column in features.columns:
         if column not in TRANSACTION_COLUMNS:  # tx_amount is both a column and a feature

@@ -36,8 +36,10 @@ from features.definitions import (
     TERMINAL_FEATURES,
     TERMINAL_TX_COUNT,
     TERMINAL_VIEW,
+    VELOCITY_FEATURES,
     latest_customer_row,
     latest_terminal_row,
+    velocity_features,
 )
 from features.online_state import DAY_US, EntityHistory, LiveState, LiveTransaction
 
@@ -137,6 +139,19 @@ def terminal_row_as_of(history: EntityHistory, time_us: int, delay_days: int) ->
     return latest_terminal_row(times, amounts, frauds, delay_days)
 
 
+def customer_velocity(history: EntityHistory, time_us: int) -> dict[str, float]:
+    """The velocity features of a transaction at ``time_us`` from its customer's history."""
+    times, amounts, _ = history.arrays()
+    columns = velocity_features(
+        np.zeros(len(times), np.int64),
+        times * 1000,
+        amounts,
+        np.zeros(1, np.int64),
+        np.asarray([time_us * 1000], np.int64),
+    )
+    return {name: float(values[0]) for name, values in columns.items()}
+
+
 class OnlineFeatureUpdater:
     """Serves each transaction its exact row and moves the online rows with the traffic."""
 
@@ -162,8 +177,8 @@ class OnlineFeatureUpdater:
 
     def serve_and_apply(
         self, requests: pd.DataFrame, read_rows: RowReader
-    ) -> tuple[pd.DataFrame, pd.DataFrame, UpdateOutcome]:
-        """Rows for ``requests`` (aligned), after which the online store includes them."""
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], UpdateOutcome]:
+        """Rows and velocity for ``requests`` (aligned); then the online store includes them."""
         customer_ids = requests[CUSTOMER_ID].astype(np.int64).tolist()
         terminal_ids = requests[TERMINAL_ID].astype(np.int64).tolist()
         times_us = _to_us(requests[TX_DATETIME])
@@ -175,6 +190,7 @@ class OnlineFeatureUpdater:
             customer_rows, terminal_rows, customer_ts, terminal_ts = read_rows(
                 customer_ids, terminal_ids
             )
+            velocity = {name: np.zeros(len(requests)) for name in VELOCITY_FEATURES}
             new, outcome = self._serve(
                 requests,
                 times_us,
@@ -182,6 +198,7 @@ class OnlineFeatureUpdater:
                 applied,
                 (customer_rows, terminal_rows),
                 (customer_ts, terminal_ts),
+                velocity,
             )
             if new:
                 touched_c = {t.customer_id: customers[t.customer_id] for t in new}
@@ -190,7 +207,7 @@ class OnlineFeatureUpdater:
                     touched_c, touched_t, customer_ids, terminal_ids, customer_ts, terminal_ts
                 )
                 session.append(new)
-        return customer_rows, terminal_rows, outcome
+        return customer_rows, terminal_rows, velocity, outcome
 
     def _serve(
         self,
@@ -200,8 +217,9 @@ class OnlineFeatureUpdater:
         applied: set[int],
         rows: tuple[pd.DataFrame, pd.DataFrame],
         stamps: tuple[np.ndarray, np.ndarray],
+        velocity: dict[str, np.ndarray],
     ) -> tuple[list[LiveTransaction], UpdateOutcome]:
-        """Fix the rows Feast cannot give (in place); the transactions to append."""
+        """Fix the rows Feast cannot give and fill ``velocity`` (in place); what to append."""
         customers, terminals = histories
         customer_rows, terminal_rows = rows
         customer_ts, terminal_ts = stamps
@@ -225,6 +243,8 @@ class OnlineFeatureUpdater:
             if not _feast_row_fits(terminal in touched_t, t_last, int(terminal_ts[i]), t):
                 row = terminal_row_as_of(t_history, t, self.label_delay_days)
                 terminal_rows.loc[i, list(TERMINAL_FEATURES)] = [row[c] for c in TERMINAL_FEATURES]
+            for name, values in customer_velocity(c_history, t).items():
+                velocity[name][i] = values
             if tx_id in applied:
                 duplicates += 1
                 continue

@@ -256,14 +256,16 @@ class OnlineFeatureLookup:
         except _store_errors() as exc:
             raise self._unavailable(exc) from None
 
-    def _served_and_applied(self, requests: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Each transaction's exact rows, then the transactions folded into the online state."""
+    def _served_and_applied(
+        self, requests: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+        """Each transaction's exact rows and velocity, then the transactions folded in."""
         from features.online_update import EventTimeRejected
 
         try:
             reader = self._open_reader()
             assert self._updater is not None
-            customer_rows, terminal_rows, outcome = self._updater.serve_and_apply(
+            customer_rows, terminal_rows, velocity, outcome = self._updater.serve_and_apply(
                 requests, reader.read_stamped
             )
         except EventTimeRejected as exc:
@@ -273,7 +275,7 @@ class OnlineFeatureLookup:
         except (*_store_errors(), TimeoutError) as exc:
             raise self._unavailable(exc) from None
         metrics.observe_online_update(outcome.applied, outcome.duplicates, outcome.late)
-        return customer_rows, terminal_rows
+        return customer_rows, terminal_rows, velocity
 
     def _unavailable(self, exc: BaseException) -> OnlineStoreUnavailable:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -290,11 +292,12 @@ class OnlineFeatureLookup:
         from features.definitions import assemble_features
 
         requests = transactions_frame(transactions)
+        velocity = None  # without the live state, request-time velocity is not known: missing
         if self.settings.live_updates:
-            customer_rows, terminal_rows = self._served_and_applied(requests)
+            customer_rows, terminal_rows, velocity = self._served_and_applied(requests)
         else:
             customer_rows, terminal_rows = self.entity_rows(
                 requests[CUSTOMER_ID].tolist(), requests[TERMINAL_ID].tolist()
             )
-        features = assemble_features(requests, customer_rows, terminal_rows)
+        features = assemble_features(requests, customer_rows, terminal_rows, velocity)
         return FeatureBatch.from_frame([transaction_json(t) for t in transactions], features)
