@@ -166,7 +166,7 @@ def _label_events(n: int) -> list:
 
 def _labels_sqlite(root: Path, n: int) -> float:
     from features.label_events import FileLabelConsumer
-    from features.online_state import SqliteLiveState
+    from features.online_state_sqlite import SqliteLiveState
 
     events = _label_events(n)
     folder = root / "labels"
@@ -188,7 +188,7 @@ def _labels_redis(n: int) -> float | None:
     import redis
 
     from features.label_events import RedisLabelConsumer, publish
-    from features.online_state import RedisLiveState
+    from features.online_state_redis import RedisLiveState
 
     client = redis.Redis(socket_connect_timeout=2)
     project = f"bench_labels_{uuid.uuid4().hex[:8]}"

@@ -263,9 +263,8 @@ class OnlineFeatureLookup:
         from features.online_update import EventTimeRejected
 
         try:
-            reader = self._open_reader()
-            assert self._updater is not None
-            customer_rows, terminal_rows, velocity, outcome = self._updater.serve_and_apply(
+            reader = self._open_reader()  # opens the updater with it (live_updates is on)
+            customer_rows, terminal_rows, velocity, outcome = self._updater.serve_and_apply(  # type: ignore[union-attr]
                 requests, reader.read_stamped
             )
         except EventTimeRejected as exc:

@@ -14,7 +14,9 @@ import redis
 
 from data.simulate import label_events
 from features.label_events import FileLabelConsumer, RedisLabelConsumer, events_from_frame, publish
-from features.online_state import LabelEvent, RedisLiveState, SqliteLiveState
+from features.online_state import LabelEvent
+from features.online_state_redis import RedisLiveState
+from features.online_state_sqlite import SqliteLiveState
 
 REDIS = ("127.0.0.1", 6379)
 PARTITIONS = 6
