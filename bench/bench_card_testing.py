@@ -50,9 +50,11 @@ def _served_vectors(root: Path, history: pd.DataFrame, live: pd.DataFrame, live_
     from serving.schema import validate_transactions
     from serving.settings import ServingSettings
 
-    repo = build_feature_repo(root, history, project=f"card_testing_{uuid.uuid4().hex[:6]}")
+    project = f"card_testing_{uuid.uuid4().hex[:6]}"
+    repo = build_feature_repo(root, history, project=project)
     settings = ServingSettings(
         feast_repo=repo,
+        feast_project=project,
         live_updates=live_updates,
         event_clock="replay",
         prediction_log_dir=root / "predictions",
