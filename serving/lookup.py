@@ -126,6 +126,8 @@ def _fast_sqlite_commits(store) -> None:
     connection = online._get_conn(store.config)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
+    # Several servers write one file: wait for a writer's lock instead of failing at 5 s.
+    connection.execute("PRAGMA busy_timeout=30000")
 
 
 class _ServiceReader:

@@ -20,6 +20,7 @@ def test_redis_and_sqlite_stores_give_the_same_answer(stack: Stack, world: World
     redis_answer = stack.transformer_redis.predict({"instances": transactions})
     sqlite_answer = stack.transformer.predict({"instances": transactions})
     assert redis_answer.status_code == 200, redis_answer.text
+    assert sqlite_answer.status_code == 200, sqlite_answer.text
     for from_redis, from_sqlite in zip(
         redis_answer.json()["predictions"], sqlite_answer.json()["predictions"]
     ):
