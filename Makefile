@@ -119,6 +119,11 @@ drift: $(STAMP) ## Evidently drift: prediction log vs the champion's training re
 	# exit 3 = drift found (and the retrain trigger ran): a finding, not a failure of the job
 	$(PY) -m monitoring.drift --trigger $(DRIFT_ARGS) || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
 
+.PHONY: skew
+skew: $(STAMP) ## Training/serving skew: served vectors in the prediction log vs the offline definition
+	# exit 3 = more than 1% of transactions differ: a finding (the alert fires), not a job failure
+	$(PY) -m monitoring.skew $(SKEW_ARGS) || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }
+
 .PHONY: performance
 performance: $(STAMP) ## Delayed-label performance (matured chargebacks) per window; a drop triggers retraining
 	$(PY) -m monitoring.performance || { rc=$$?; [ $$rc -eq 3 ] || exit $$rc; }

@@ -25,7 +25,7 @@ import pandas as pd
 from data.files import read_history, write_parquet_atomic
 from data.ingest import read_transactions
 from data.schema import TERMINAL_ID, TRANSACTION_ID, TX_DATETIME, TX_FRAUD
-from data.simulate import simulate_next_days, simulate_transactions
+from data.simulate import label_events, simulate_next_days, simulate_transactions
 from data.validate import DataValidationError
 from fraudops.config import (
     ConfigError,
@@ -58,7 +58,9 @@ def acquire_transactions(
     return read_transactions(path)
 
 
-_SOURCE_LINE = re.compile(r"^(data:\n(?:[ \t]+.*\n|[ \t]*#.*\n|\n)*?[ \t]+source:[ \t]*)(\S.*)$", re.MULTILINE)
+_SOURCE_LINE = re.compile(
+    r"^(data:\n(?:[ \t]+.*\n|[ \t]*#.*\n|\n)*?[ \t]+source:[ \t]*)(\S.*)$", re.MULTILINE
+)
 
 
 def set_source(params_file: Path, source: str) -> None:
@@ -148,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
                 existing, args.days, params.simulate, args.drift, progress=progress
             )
             out = write_parquet_atomic(df, args.out or where.live_dir / _batch_name(df))
+            # Their chargebacks, as the label stream will deliver them (replayed by the demo).
+            labels = label_events(df, params.featurize.label_delay_days)
+            write_parquet_atomic(labels, where.live_labels_dir / out.name)
         else:
             df = acquire_transactions(params, args.source, progress=progress)
             out = write_parquet_atomic(df, where.raw_transactions)

@@ -49,6 +49,7 @@ FRAUD_SCENARIOS: Final[dict[int, str]] = {
     2: "compromised terminal (28 days)",
     3: "compromised customer (14 days, a third of amounts x5)",
     4: "new pattern (drift scenario)",
+    5: "card testing: a burst of small payments on a stolen card within minutes",
 }
 
 

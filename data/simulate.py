@@ -324,6 +324,46 @@ def _card_testing(world: SimulationWorld, rng: np.random.Generator, strength: fl
     )
 
 
+#: Card-testing bursts: victims per day as a share of customers, payments per burst, the
+#: burst's length, and the small amounts a fraudster tries before the big one.
+CARD_TESTING_BURST_VICTIM_SHARE_PER_STRENGTH: Final = 0.004
+CARD_TESTING_BURST_TX: Final = (5, 15)
+CARD_TESTING_BURST_SECONDS: Final = 600
+CARD_TESTING_BURST_AMOUNT: Final = (0.5, 5.0)
+
+
+def _card_testing_bursts(
+    world: SimulationWorld, rng: np.random.Generator, strength: float
+) -> _DayTraffic:
+    """Scenario 5: a stolen card is tested with a burst of small payments within minutes.
+
+    Each amount alone looks harmless (below the customer's usual spend, at terminals in
+    their area); only how many payments the card made in the last minutes gives it away --
+    a velocity feature, and only when the online state moves with every payment.
+    """
+    expected = CARD_TESTING_BURST_VICTIM_SHARE_PER_STRENGTH * strength * world.n_customers
+    n_victims = min(int(rng.poisson(expected)), world.n_customers)
+    reachable = np.flatnonzero(np.diff(world.terminal_offsets) > 0)
+    victims = rng.choice(reachable, size=min(n_victims, len(reachable)), replace=False)
+    lo, hi = CARD_TESTING_BURST_TX
+    per_victim = rng.integers(lo, hi + 1, len(victims))
+    cust = np.repeat(victims.astype(np.int64), per_victim)
+    start = np.repeat(
+        rng.integers(1, SECONDS_PER_DAY - CARD_TESTING_BURST_SECONDS, len(victims)), per_victim
+    )
+    seconds = start + rng.integers(0, CARD_TESTING_BURST_SECONDS, cust.size)
+    n_available = np.diff(world.terminal_offsets)[cust]
+    pick = (rng.random(cust.size) * n_available).astype(np.int64)
+    return _DayTraffic(
+        seconds=seconds.astype(np.int64),
+        customer_id=cust,
+        terminal_id=world.available_terminals[world.terminal_offsets[cust] + pick],
+        amount=np.round(rng.uniform(*CARD_TESTING_BURST_AMOUNT, cust.size), 2),
+        fraud=np.ones(cust.size, np.int8),
+        scenario=np.full(cust.size, 5, np.int8),
+    )
+
+
 def _simulate_day(
     world: SimulationWorld,
     seed: int,
@@ -351,8 +391,9 @@ def _simulate_day(
         genuine = traffic.fraud == 0
         factor = 1.0 + AMOUNT_SHIFT_PER_STRENGTH * strength
         traffic.amount[genuine] = np.round(traffic.amount[genuine] * factor, 2)
-    elif drift == "new_fraud_pattern":
-        testing = _card_testing(world, drift_rng, strength)
+    elif drift in ("new_fraud_pattern", "card_testing"):
+        make = _card_testing if drift == "new_fraud_pattern" else _card_testing_bursts
+        testing = make(world, drift_rng, strength)
         traffic = _DayTraffic(
             *(np.concatenate([getattr(traffic, f), getattr(testing, f)]) for f in _DAY_FIELDS)
         )
@@ -475,3 +516,35 @@ def simulate_next_days(
         origin_day=min(0, first_day),
         progress=progress,
     )
+
+
+#: Columns of a label event: which transaction (and terminal), when it happened, when the
+#: chargeback / confirmed fraud became known, and the label.
+LABEL_EVENT_COLUMNS: Final = (
+    TRANSACTION_ID,
+    TERMINAL_ID,
+    TX_DATETIME,
+    "label_datetime",
+    TX_FRAUD,
+)
+
+
+def label_events(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
+    """The chargebacks of ``transactions``: one event per fraud, ``label_delay_days`` later.
+
+    Genuine transactions send no event (no chargeback means genuine), as in a card
+    issuer's feed; events are in arrival order.
+    """
+    frauds = transactions.loc[transactions[TX_FRAUD] == 1]
+    events = pd.DataFrame(
+        {
+            TRANSACTION_ID: frauds[TRANSACTION_ID].to_numpy(np.int64),
+            TERMINAL_ID: frauds[TERMINAL_ID].to_numpy(np.int64),
+            TX_DATETIME: frauds[TX_DATETIME].to_numpy(),
+            "label_datetime": (
+                frauds[TX_DATETIME] + pd.Timedelta(days=label_delay_days)
+            ).to_numpy(),
+            TX_FRAUD: np.ones(len(frauds), np.int8),
+        }
+    )
+    return events.sort_values("label_datetime", kind="stable").reset_index(drop=True)

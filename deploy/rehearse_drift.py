@@ -22,6 +22,9 @@ from deploy.rehearsal import (
 )
 from deploy.rehearse_services import BUCKET
 
+#: Where k8s/infra/drift's skew job reads the versioned transactions (`--transactions`).
+VERSIONED_TRANSACTIONS_KEY = "data/transactions.parquet"
+
 
 def step_traffic(r: Rehearsal) -> str:
     """A day of real transactions through level 5; its prediction log shipped to S3."""
@@ -52,6 +55,10 @@ def step_traffic(r: Rehearsal) -> str:
     keys = r.store.upload_folder(log_dir, PREDICTION_LOG_PREFIX)
     if not keys:
         raise StepFailed(f"{log_dir}: the transformer wrote no prediction log")
+    # The versioned transactions the traffic came from, where the CronJob's skew job reads them.
+    r.store.client().upload_file(
+        str(r.root / DATA_OUTPUTS["transactions"]), BUCKET, VERSIONED_TRANSACTIONS_KEY
+    )
     return f"{scored} transactions scored; {len(keys)} log file(s) in s3://{BUCKET}/{PREDICTION_LOG_PREFIX}/"
 
 
@@ -83,5 +90,8 @@ def step_drift(r: Rehearsal) -> str:
     pushed = [path for path, body in r.pushgateway.pushes if "fraud_drift" in body]
     if not pushed:
         raise StepFailed("drift job: nothing pushed to the Pushgateway")
+    skew = next((line for line in output.splitlines() if line.startswith("skew: ")), None)
+    if skew is None:
+        raise StepFailed("drift job: the skew job printed no result (see drift.log)")
     verdict = next((line for line in output.splitlines() if line.startswith("exit ")), "exit ?")
-    return f"{verdict}; report s3://{BUCKET}/{reports[0]}; metrics pushed to {pushed[0]}"
+    return f"{verdict}; report s3://{BUCKET}/{reports[0]}; metrics pushed to {pushed[0]}; {skew}"

@@ -49,6 +49,16 @@ EVENT_TIMESTAMP: Final = "event_timestamp"
 #: A row becomes visible just after its own transaction, never to that transaction itself.
 ROW_VISIBILITY_DELAY: Final = pd.Timedelta(microseconds=1)
 
+#: Velocity windows (name suffix, length): counted at request time, up to the transaction.
+VELOCITY_WINDOWS: Final[tuple[tuple[str, pd.Timedelta], ...]] = (
+    ("10m", pd.Timedelta(minutes=10)),
+    ("1h", pd.Timedelta(hours=1)),
+)
+VELOCITY_TX_COUNT: Final = tuple(f"customer_tx_count_{name}" for name, _ in VELOCITY_WINDOWS)
+VELOCITY_AMOUNT: Final = tuple(f"customer_amount_{name}" for name, _ in VELOCITY_WINDOWS)
+#: The customer's transactions and spend in ``[t - w, t)`` before a transaction at ``t``.
+VELOCITY_FEATURES: Final[tuple[str, ...]] = VELOCITY_TX_COUNT + VELOCITY_AMOUNT
+
 CUSTOMER_TX_COUNT: Final = tuple(f"customer_tx_count_{w}d" for w in WINDOWS_DAYS)
 CUSTOMER_MEAN_AMOUNT: Final = tuple(f"customer_mean_amount_{w}d" for w in WINDOWS_DAYS)
 TERMINAL_TX_COUNT: Final = tuple(f"terminal_tx_count_{w}d" for w in WINDOWS_DAYS)
@@ -67,7 +77,9 @@ CUSTOMER_FEATURES: Final[tuple[str, ...]] = CUSTOMER_TX_COUNT + CUSTOMER_MEAN_AM
 #: Feast feature view ``terminal_risk`` (entity ``terminal``).
 TERMINAL_FEATURES: Final[tuple[str, ...]] = TERMINAL_TX_COUNT + TERMINAL_RISK
 #: The model's input columns, in model order.
-FEATURE_NAMES: Final[tuple[str, ...]] = REQUEST_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
+FEATURE_NAMES: Final[tuple[str, ...]] = (
+    REQUEST_FEATURES + VELOCITY_FEATURES + CUSTOMER_FEATURES + TERMINAL_FEATURES
+)
 
 UNKNOWN_CUSTOMER: Final = "unknown_customer"
 UNKNOWN_TERMINAL: Final = "unknown_terminal"
@@ -167,19 +179,37 @@ class _EntityTimeline:
         return self.time_ns.astype("datetime64[ns]") + ROW_VISIBILITY_DELAY.to_timedelta64()
 
 
-def _timeline(transactions: pd.DataFrame, entity_column: str, with_labels: bool) -> _EntityTimeline:
-    # Microsecond instants: Feast and the online stores keep microseconds, so a row's
-    # visibility instant must not depend on sub-microsecond digits they would drop.
-    time_ns = (
-        _naive_utc(transactions[TX_DATETIME])
-        .dt.floor("us")
-        .to_numpy("datetime64[ns]")
-        .view("int64")
-    )
-    values = {"n": np.ones(len(transactions)), "amount": transactions[TX_AMOUNT].to_numpy()}
-    if with_labels:
-        values["fraud"] = transactions[TX_FRAUD].to_numpy()
-    return _EntityTimeline(transactions[entity_column].to_numpy(np.int64), time_ns, values)
+def _time_ns(when: pd.Series) -> np.ndarray:
+    """Transaction instants as int64 nanoseconds, floored to whole microseconds.
+
+    Feast and the online stores keep microseconds, so a row's visibility instant must not
+    depend on sub-microsecond digits they would drop.
+    """
+    return _naive_utc(when).dt.floor("us").to_numpy("datetime64[ns]").view("int64")
+
+
+def _customer_columns(timeline: _EntityTimeline) -> dict[str, np.ndarray]:
+    """CUSTOMER_FEATURES per timeline row: counts and mean amounts over ``(s - w, s]``."""
+    columns: dict[str, np.ndarray] = {}
+    for w, count_name, mean_name in zip(WINDOWS_DAYS, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT):
+        count = timeline.window_sum("n", 0, w)  # >= 1: the row's own transaction is inside
+        columns[count_name] = count.astype(np.int64)
+        columns[mean_name] = timeline.window_sum("amount", 0, w) / count
+    return columns
+
+
+def _terminal_columns(timeline: _EntityTimeline, delay: int) -> dict[str, np.ndarray]:
+    """TERMINAL_FEATURES per timeline row: counts, and fraud share of the labels known at s."""
+    columns: dict[str, np.ndarray] = {}
+    for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
+        columns[count_name] = timeline.window_sum("n", 0, w).astype(np.int64)
+    for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
+        labelled = timeline.window_sum("n", delay, w)
+        frauds = timeline.window_sum("fraud", delay, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            # No labelled transaction in the window: the risk is unknown, not zero.
+            columns[risk_name] = np.where(labelled > 0, frauds / labelled, np.nan)
+    return columns
 
 
 def compute_entity_features(
@@ -195,36 +225,117 @@ def compute_entity_features(
     _require_columns(
         transactions, (TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT, TX_FRAUD), "transactions"
     )
-    delay = params.label_delay_days
-
-    customer = _timeline(transactions, CUSTOMER_ID, with_labels=False)
-    customer_table: dict[str, np.ndarray] = {
+    time_ns = _time_ns(transactions[TX_DATETIME])
+    amount = transactions[TX_AMOUNT].to_numpy()
+    customer = _EntityTimeline(
+        transactions[CUSTOMER_ID].to_numpy(np.int64),
+        time_ns,
+        {"n": np.ones(len(amount)), "amount": amount},
+    )
+    terminal = _EntityTimeline(
+        transactions[TERMINAL_ID].to_numpy(np.int64),
+        time_ns,
+        {"n": np.ones(len(amount)), "amount": amount, "fraud": transactions[TX_FRAUD].to_numpy()},
+    )
+    customer_table = {
         CUSTOMER_ID: customer.entity,
         EVENT_TIMESTAMP: customer.event_timestamps(),
+        **_customer_columns(customer),
     }
-    for w, count_name, mean_name in zip(WINDOWS_DAYS, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT):
-        count = customer.window_sum("n", 0, w)  # >= 1: the row's own transaction is inside
-        customer_table[count_name] = count.astype(np.int64)
-        customer_table[mean_name] = customer.window_sum("amount", 0, w) / count
-
-    terminal = _timeline(transactions, TERMINAL_ID, with_labels=True)
-    terminal_table: dict[str, np.ndarray] = {
+    terminal_table = {
         TERMINAL_ID: terminal.entity,
         EVENT_TIMESTAMP: terminal.event_timestamps(),
+        **_terminal_columns(terminal, params.label_delay_days),
     }
-    for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
-        terminal_table[count_name] = terminal.window_sum("n", 0, w).astype(np.int64)
-    for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
-        labelled = terminal.window_sum("n", delay, w)
-        frauds = terminal.window_sum("fraud", delay, w)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # No labelled transaction in the window: the risk is unknown, not zero.
-            terminal_table[risk_name] = np.where(labelled > 0, frauds / labelled, np.nan)
-
     return (
         pd.DataFrame(customer_table)[[CUSTOMER_ID, EVENT_TIMESTAMP, *CUSTOMER_FEATURES]],
         pd.DataFrame(terminal_table)[[TERMINAL_ID, EVENT_TIMESTAMP, *TERMINAL_FEATURES]],
     )
+
+
+def state_horizon_days(label_delay_days: int) -> int:
+    """How far back a row's windows reach: the longest window plus the label delay."""
+    return max(WINDOWS_DAYS) + label_delay_days
+
+
+def latest_customer_row(time_us: np.ndarray, amount: np.ndarray) -> dict[str, float]:
+    """The customer's row after its last transaction, from its transactions (one entity).
+
+    The live update path calls this with the entity's recent transactions (at least the
+    last ``state_horizon_days``): the same timeline and windows as
+    :func:`compute_entity_features`, so an online row equals the offline one.
+    """
+    timeline = _EntityTimeline(
+        np.zeros(len(time_us), np.int64),
+        np.asarray(time_us, np.int64) * 1000,
+        {"n": np.ones(len(time_us)), "amount": np.asarray(amount, np.float64)},
+    )
+    return {name: float(values[-1]) for name, values in _customer_columns(timeline).items()}
+
+
+def latest_terminal_row(
+    time_us: np.ndarray, amount: np.ndarray, fraud: np.ndarray, label_delay_days: int
+) -> dict[str, float]:
+    """The terminal's row after its last transaction (see :func:`latest_customer_row`).
+
+    ``fraud`` holds the labels known so far (0 where no chargeback arrived): only those of
+    transactions at least ``label_delay_days`` before the row enter its risk.
+    """
+    timeline = _EntityTimeline(
+        np.zeros(len(time_us), np.int64),
+        np.asarray(time_us, np.int64) * 1000,
+        {
+            "n": np.ones(len(time_us)),
+            "amount": np.asarray(amount, np.float64),
+            "fraud": np.asarray(fraud, np.float64),
+        },
+    )
+    columns = _terminal_columns(timeline, label_delay_days)
+    return {name: float(values[-1]) for name, values in columns.items()}
+
+
+def velocity_features(
+    history_entity: np.ndarray,
+    history_time_ns: np.ndarray,
+    history_amount: np.ndarray,
+    entity: np.ndarray,
+    time_ns: np.ndarray,
+) -> dict[str, np.ndarray]:
+    """VELOCITY_FEATURES of transactions ``(entity, time_ns)`` over a transaction history.
+
+    Per transaction at ``t``: the count and the amount of its customer's history
+    transactions in ``[t - w, t)`` -- strictly before it, so one at the same instant is not
+    counted (as for the daily windows). Training passes all transactions as both the
+    history and the requests; serving passes the customer's retained transactions and the
+    request. Vectorised: a binary search per bound on (customer, time rank) keys.
+    """
+    history_time_ns = np.asarray(history_time_ns, np.int64)
+    order = np.lexsort((history_time_ns, history_entity))
+    h_entity, h_time = np.asarray(history_entity, np.int64)[order], history_time_ns[order]
+    amount_sum = np.r_[0.0, np.cumsum(np.asarray(history_amount, np.float64)[order])]
+    entities = np.unique(h_entity)
+    times = np.unique(h_time)
+    stride = np.int64(len(times) + 1)
+    keys = np.searchsorted(entities, h_entity) * stride + np.searchsorted(times, h_time)
+    entity = np.asarray(entity, np.int64)
+    code = np.minimum(np.searchsorted(entities, entity), max(len(entities) - 1, 0))
+    known = (entities[code] == entity) if len(entities) else np.zeros(len(entity), bool)
+
+    def first_at_or_after(instant_ns: np.ndarray) -> np.ndarray:
+        # Rows of the same customer with time >= instant start here (times strictly before
+        # the instant have a smaller rank than searchsorted(..., "left")).
+        return np.searchsorted(keys, code * stride + np.searchsorted(times, instant_ns), "left")
+
+    time_ns = np.asarray(time_ns, np.int64)
+    end = first_at_or_after(time_ns)
+    columns: dict[str, np.ndarray] = {}
+    for (_, length), count_name, amount_name in zip(
+        VELOCITY_WINDOWS, VELOCITY_TX_COUNT, VELOCITY_AMOUNT
+    ):
+        start = first_at_or_after(time_ns - length.value)
+        columns[count_name] = np.where(known, end - start, 0).astype(np.float64)
+        columns[amount_name] = np.where(known, amount_sum[end] - amount_sum[start], 0.0)
+    return columns
 
 
 def _entity_block(
@@ -254,13 +365,17 @@ def _weekday_and_hour(when: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def assemble_features(
-    requests: pd.DataFrame, customer_rows: pd.DataFrame, terminal_rows: pd.DataFrame
+    requests: pd.DataFrame,
+    customer_rows: pd.DataFrame,
+    terminal_rows: pd.DataFrame,
+    velocity: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """THE feature vector: FEATURE_NAMES (float, model order) + unknown_customer/unknown_terminal.
 
     ``requests`` needs ``tx_datetime`` (naive = UTC) and ``tx_amount``; ``customer_rows`` and
     ``terminal_rows`` hold the looked-up aggregates aligned row by row with ``requests``
-    (a row of NaN = unknown entity). Training calls it over millions of rows, the serving
+    (a row of NaN = unknown entity); ``velocity`` the :func:`velocity_features` of the
+    requests (None: not known, so missing). Training calls it over millions of rows, the serving
     transformer over one: the same code path, in NumPy so that one row costs microseconds
     rather than the milliseconds of pandas' per-call overhead. The result keeps
     ``requests``' index.
@@ -280,7 +395,10 @@ def assemble_features(
     # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
     ratio[~np.isfinite(ratio)] = np.nan
 
+    if velocity is None:
+        velocity = {name: np.full(n, np.nan) for name in VELOCITY_FEATURES}
     columns = {
+        **velocity,
         TX_AMOUNT: amount,
         "tx_during_weekend": (weekday >= 5).astype(np.float64),
         "tx_during_night": (hour < NIGHT_END_HOUR).astype(np.float64),
@@ -333,7 +451,12 @@ def build_training_set(
     _require_columns(transactions, TRANSACTION_COLUMNS, "transactions")
     customer_rows = _as_of(transactions, customer_features, CUSTOMER_ID, CUSTOMER_FEATURES)
     terminal_rows = _as_of(transactions, terminal_features, TERMINAL_ID, TERMINAL_FEATURES)
-    features = assemble_features(transactions, customer_rows, terminal_rows)
+    time_ns = _time_ns(transactions[TX_DATETIME])
+    customers = transactions[CUSTOMER_ID].to_numpy(np.int64)
+    velocity = velocity_features(
+        customers, time_ns, transactions[TX_AMOUNT].to_numpy(), customers, time_ns
+    )
+    features = assemble_features(transactions, customer_rows, terminal_rows, velocity)
     training_set = transactions.loc[:, list(TRANSACTION_COLUMNS)].copy()
     for column in features.columns:
         if column not in TRANSACTION_COLUMNS:  # tx_amount is both a column and a feature

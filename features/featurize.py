@@ -24,6 +24,7 @@ from features.definitions import (
     UNKNOWN_TERMINAL,
     build_training_set,
     compute_entity_features,
+    state_horizon_days,
 )
 from fraudops.config import ConfigError, load_params
 from fraudops.paths import paths
@@ -40,6 +41,7 @@ class FeaturizeReport:
     unknown_terminal_rows: int
     online_store: str
     materialized_until: str
+    live_state_transactions: int
     offline_seconds: float
     online_seconds: float
 
@@ -66,6 +68,17 @@ def write_offline(root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame,
     return customer, terminal, training_set
 
 
+def seed_live_state(store, transactions: pd.DataFrame) -> int:
+    """Rebuild the live online state (recent transactions, labels) from the versioned data.
+
+    Materialisation and the state then agree: serving continues from the last transaction.
+    """
+    from features.online_state import open_live_state, seed_from_transactions
+
+    horizon = state_horizon_days(load_params().featurize.label_delay_days)
+    return seed_from_transactions(open_live_state(store, horizon), transactions, horizon)
+
+
 def run(root: Path | None = None, online: str | None = None) -> FeaturizeReport:
     """The stage: offline sources + training set, then ``feast apply`` and materialisation."""
     # Feast is imported here so that computing the training set alone never pays for it.
@@ -80,6 +93,7 @@ def run(root: Path | None = None, online: str | None = None) -> FeaturizeReport:
     # Up to the last row: every entity then holds the row its next transaction would see.
     last_row = max(customer[EVENT_TIMESTAMP].max(), terminal[EVENT_TIMESTAMP].max())
     materialize(store, last_row)
+    live = seed_live_state(store, training_set)
     return FeaturizeReport(
         transactions=len(training_set),
         customer_rows=len(customer),
@@ -88,6 +102,7 @@ def run(root: Path | None = None, online: str | None = None) -> FeaturizeReport:
         unknown_terminal_rows=int(training_set[UNKNOWN_TERMINAL].sum()),
         online_store=store.config.online_store.type,
         materialized_until=pd.Timestamp(last_row).isoformat(),
+        live_state_transactions=live,
         offline_seconds=round(offline_done - started, 2),
         online_seconds=round(time.perf_counter() - offline_done, 2),
     )
@@ -114,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         f"features: {report.transactions} transactions -> {report.customer_rows} customer rows, "
         f"{report.terminal_rows} terminal rows ({report.offline_seconds}s); "
         f"{report.online_store} online store materialised until {report.materialized_until} "
-        f"({report.online_seconds}s)"
+        f"({report.online_seconds}s); live state seeded with "
+        f"{report.live_state_transactions} recent transactions"
     )
     return 0
 

@@ -33,7 +33,9 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-DriftScenario = Literal["none", "amount_shift", "new_fraud_pattern", "night_shift", "missing_values"]
+DriftScenario = Literal[
+    "none", "amount_shift", "new_fraud_pattern", "night_shift", "missing_values", "card_testing"
+]
 
 
 class DataParams(_Section):
@@ -245,7 +247,11 @@ def _load(path: Path) -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]).replace("validate_", "validate").replace("register_", "register")
+        key = (
+            ".".join(str(p) for p in first["loc"])
+            .replace("validate_", "validate")
+            .replace("register_", "register")
+        )
         raise ConfigError(f"{path}: {key}: {first['msg']}") from None
 
 

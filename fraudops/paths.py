@@ -68,6 +68,11 @@ class Paths:
         return self.root / "data" / "live"
 
     @property
+    def live_labels_dir(self) -> Path:
+        """Label events (chargebacks) of the live traffic, versioned with it."""
+        return self.live_dir / "labels"
+
+    @property
     def reports_dir(self) -> Path:
         """Human-readable outputs: drift/performance reports, canary verdict, run report."""
         return self.root / "reports"

@@ -105,6 +105,12 @@ def run_drift_job(config: DriftJobConfig, params: Params) -> tuple[dict, DriftAn
         current, window = load_prediction_window(source, config.start, config.end, window_days)
         kind = "prediction_log"
     rows = len(current)
+    if rows < params.drift.min_current_rows:
+        raise MonitoringInputError(
+            f"current window {window} of {kind} {source}: {rows} rows, needs at least "
+            f"drift.min_current_rows={params.drift.min_current_rows}; pick another window "
+            "with --start/--end or --window-days"
+        )
     current = bounded_sample(current, params.drift.max_current_rows, params.drift.sample_seed)
     if kind == "prediction_log" and not current.empty:
         current = champion_scores(current, bundle)

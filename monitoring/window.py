@@ -55,24 +55,53 @@ def _naive(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_convert("UTC").tz_localize(None) if stamp.tzinfo is not None else stamp
 
 
+#: Quantile of transaction times taken as "the bulk of the log" when choosing a window end.
+BULK_QUANTILE = 0.99
+#: A transaction dated more than this after it was served (``logged_at``) is a bad clock.
+SERVED_CLOCK_SKEW = pd.Timedelta(days=1)
+
+
+def bulk_newest(
+    times: pd.Series, window_days: int, served_at: pd.Series | None = None
+) -> pd.Timestamp:
+    """The newest transaction time of the bulk of the log, blind to a handful of outliers.
+
+    A record dated after the moment it was served (``served_at``, plus a day of clock
+    skew) is ignored -- no one pays in the future; so is one more than a window beyond the
+    bulk (the 99th percentile), e.g. a ``2099-01-01`` typo among real traffic. Replayed
+    traffic keeps its own clock: its transaction times are all in the served past.
+    """
+    kept = times.dropna()
+    if served_at is not None:
+        served = pd.to_datetime(served_at, utc=True, format="ISO8601", errors="coerce")
+        served = served.dt.tz_localize(None).reindex(kept.index)
+        kept = kept[served.isna() | (kept <= served + SERVED_CLOCK_SKEW)]
+    if kept.empty:
+        raise MonitoringInputError("tx_datetime: no records to take the window end from")
+    bulk = pd.Timestamp(kept.quantile(BULK_QUANTILE))
+    return pd.Timestamp(kept[kept <= bulk + pd.Timedelta(days=window_days)].max())
+
+
 def resolve_window(
     times: pd.Series,
     start: datetime | str | None,
     end: datetime | str | None,
     window_days: int,
+    served_at: pd.Series | None = None,
 ) -> TimeWindow:
     """The window to judge: the explicit bounds, else the last ``window_days`` whole days.
 
-    Without ``end`` the window ends at midnight after the newest record (simulated traffic
-    has its own clock, so "now" is the newest transaction, not the wall clock); without
-    ``start`` it starts ``window_days`` before ``end``.
+    Without ``end`` the window ends at midnight after the newest record of the bulk of the
+    log (:func:`bulk_newest`; simulated traffic has its own clock, so "now" is the newest
+    transaction, not the wall clock); without ``start`` it starts ``window_days`` before
+    ``end``.
     """
     if end is not None:
         stop = _naive(end)
     else:
         if times.empty:
             raise MonitoringInputError("tx_datetime: no records to take the window end from")
-        stop = pd.Timestamp(times.max()).normalize() + pd.Timedelta(days=1)
+        stop = bulk_newest(times, window_days, served_at).normalize() + pd.Timedelta(days=1)
     begin = _naive(start) if start is not None else stop - pd.Timedelta(days=window_days)
     if begin >= stop:
         raise MonitoringInputError(
@@ -191,7 +220,8 @@ def load_prediction_window(
 ) -> tuple[pd.DataFrame, TimeWindow]:
     """Prediction-log records of the window (features as columns) and the window itself."""
     records = read_log(log_dir)
-    window = resolve_window(records[TX_DATETIME], start, end, window_days)
+    served_at = records["logged_at"] if "logged_at" in records.columns else None
+    window = resolve_window(records[TX_DATETIME], start, end, window_days, served_at)
     return in_window(records, window), window
 
 

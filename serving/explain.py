@@ -19,6 +19,7 @@ from fraudops.bundle import ModelBundle
 
 _WINDOW = re.compile(r"^(customer|terminal)_(tx_count|mean_amount|risk)_(\d+)d$")
 _RATIO = re.compile(r"^customer_amount_ratio_(\d+)d$")
+_VELOCITY = re.compile(r"^customer_(tx_count|amount)_(10m|1h)$")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,17 @@ def describe_feature(feature: str, value: float | None) -> str:
         return "made at night (before 06:00)" if value else "made in the daytime"
     if feature == "tx_during_weekend":
         return "made on a weekend" if value else "made on a weekday"
+    velocity = _VELOCITY.match(feature)
+    if velocity:
+        kind, span = velocity.groups()
+        within = "10 minutes" if span == "10m" else "hour"
+        if kind == "tx_count":
+            count = 0 if value is None else round(value)
+            return (
+                f"customer made {count} transaction{'s' if count != 1 else ''} in the last {within}"
+            )
+        spent = 0.0 if value is None else value
+        return f"customer spent {spent:,.2f} in the last {within}"
     ratio = _RATIO.match(feature)
     if ratio:
         if value is None:

@@ -21,7 +21,8 @@ from pydantic import BaseModel
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID
 from features.definitions import FEATURE_NAMES, UNKNOWN_CUSTOMER, UNKNOWN_TERMINAL
-from serving.errors import OnlineStoreUnavailable
+from serving import metrics
+from serving.errors import InvalidRequest, OnlineStoreUnavailable
 from serving.schema import transaction_json, transactions_frame
 from serving.settings import ServingSettings
 
@@ -113,6 +114,22 @@ def _fail_fast_redis(store) -> None:
     client.set_retry(Retry(NoBackoff(), 1))
 
 
+def _fast_sqlite_commits(store) -> None:
+    """WAL journal and ``synchronous=NORMAL`` for Feast's SQLite online store connection.
+
+    Live updates commit on every request; with the default rollback journal each commit
+    waits for an fsync (tens of ms on a busy disk). WAL also lets the other servers read
+    while one writes. A power cut may lose the last commits -- as with the live state,
+    which uses the same settings; the served answers themselves are in the prediction log.
+    """
+    online = store._get_provider().online_store
+    connection = online._get_conn(store.config)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    # Several servers write one file: wait for a writer's lock instead of failing at 5 s.
+    connection.execute("PRAGMA busy_timeout=30000")
+
+
 class _ServiceReader:
     """Reads the feature service's views straight from Feast's online store provider.
 
@@ -142,7 +159,7 @@ class _ServiceReader:
 
     def _rows(
         self, view_name: str, key: str, ids: list[int], columns: tuple[str, ...]
-    ) -> pd.DataFrame:
+    ) -> tuple[pd.DataFrame, np.ndarray]:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
@@ -150,29 +167,43 @@ class _ServiceReader:
         keys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=i)]) for i in ids]
         found = self.provider.online_read(self.store.config, view, keys, names) if ids else []
         values = np.full((len(ids), len(columns)), np.nan)
-        for i, (_, row) in enumerate(found):
+        stamps = np.full(len(ids), -1, np.int64)  # the row's event_timestamp in µs; -1 = none
+        for i, (stamp, row) in enumerate(found):
             if not row:
                 continue  # unseen id: a NaN row, which assemble_features flags as unknown
+            if stamp is not None:
+                stamps[i] = pd.Timestamp(stamp).value // 1000
             for j, column in enumerate(columns):
                 value = row.get(column)
                 kind = value.WhichOneof("val") if value is not None else None
                 if kind is not None:
                     values[i, j] = float(getattr(value, kind))
         # One frame from columns (no insert afterwards: each pandas call costs ~50 µs here).
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {key: np.asarray(ids, dtype=np.int64), **dict(zip(columns, values.T, strict=True))}
         )
+        return frame, stamps
+
+    def read_stamped(
+        self, customer_ids: list[int], terminal_ids: list[int]
+    ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
+        """:meth:`read` plus each row's event timestamp in µs (-1 for unknown ids)."""
+        from features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
+
+        customer, customer_ts = self._rows(
+            self.customer_view, CUSTOMER_ID, customer_ids, CUSTOMER_FEATURES
+        )
+        terminal, terminal_ts = self._rows(
+            self.terminal_view, TERMINAL_ID, terminal_ids, TERMINAL_FEATURES
+        )
+        return customer, terminal, customer_ts, terminal_ts
 
     def read(
         self, customer_ids: list[int], terminal_ids: list[int]
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """``(customer_rows, terminal_rows)`` aligned with the ids, NaN rows for unknown ids."""
-        from features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
-
-        return (
-            self._rows(self.customer_view, CUSTOMER_ID, customer_ids, CUSTOMER_FEATURES),
-            self._rows(self.terminal_view, TERMINAL_ID, terminal_ids, TERMINAL_FEATURES),
-        )
+        customer, terminal, _, _ = self.read_stamped(customer_ids, terminal_ids)
+        return customer, terminal
 
 
 class OnlineFeatureLookup:
@@ -181,6 +212,7 @@ class OnlineFeatureLookup:
     def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
         self._reader: _ServiceReader | None = None
+        self._updater = None  # features.online_update.OnlineFeatureUpdater when live_updates
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -202,8 +234,31 @@ class OnlineFeatureLookup:
                 )
                 if self.settings.online_store == "redis":
                     _fail_fast_redis(store)
-                self._reader = _ServiceReader(store)
+                elif self.settings.live_updates:
+                    _fast_sqlite_commits(store)
+                reader = _ServiceReader(store)
+                if self.settings.live_updates:
+                    self._updater = self._live_updater(store)
+                self._reader = reader
         return self._reader
+
+    def _live_updater(self, store):
+        from features.definitions import state_horizon_days
+        from features.online_state import open_live_state
+        from features.online_update import EventTimePolicy, OnlineFeatureUpdater
+
+        delay = self.settings.label_delay()
+        horizon = state_horizon_days(delay)
+        policy = EventTimePolicy(
+            clock=self.settings.event_clock,
+            future_tolerance_seconds=(
+                self.settings.future_tolerance_seconds
+                if self.settings.event_clock == "server"
+                else self.settings.replay_future_tolerance_seconds
+            ),
+            horizon_days=horizon,
+        )
+        return OnlineFeatureUpdater(store, open_live_state(store, horizon), delay, policy)
 
     def open(self) -> None:
         """Resolve the feature service and read one row, so the first request is not slow."""
@@ -217,18 +272,49 @@ class OnlineFeatureLookup:
         try:
             return self._open_reader().read(customer_ids, terminal_ids)
         except _store_errors() as exc:
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise OnlineStoreUnavailable(
-                f"{self.describe()} is unavailable: {detail}; no features, so no score"
+            raise self._unavailable(exc) from None
+
+    def _served_and_applied(
+        self, requests: pd.DataFrame
+    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+        """Each transaction's exact rows and velocity, then the transactions folded in."""
+        from features.online_update import EventTimeRejected
+
+        try:
+            reader = self._open_reader()  # opens the updater with it (live_updates is on)
+            customer_rows, terminal_rows, velocity, outcome = self._updater.serve_and_apply(  # type: ignore[union-attr]
+                requests, reader.read_stamped
+            )
+        except EventTimeRejected as exc:
+            raise InvalidRequest(
+                str(exc), [{"field": exc.field, "rule": exc.rule, "got": exc.got}]
             ) from None
+        except (*_store_errors(), TimeoutError) as exc:
+            raise self._unavailable(exc) from None
+        metrics.observe_online_update(outcome.applied, outcome.duplicates, outcome.late)
+        return customer_rows, terminal_rows, velocity
+
+    def _unavailable(self, exc: BaseException) -> OnlineStoreUnavailable:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return OnlineStoreUnavailable(
+            f"{self.describe()} is unavailable: {detail}; no features, so no score"
+        )
 
     def features(self, transactions: list[BaseModel]) -> FeatureBatch:
-        """Look up the entities and assemble the model's features for each transaction."""
+        """Look up the entities and assemble the model's features for each transaction.
+
+        With live updates on, the transactions also move their entities' online rows before
+        the answer leaves (read-your-writes for the caller's next request).
+        """
         from features.definitions import assemble_features
 
         requests = transactions_frame(transactions)
-        customer_rows, terminal_rows = self.entity_rows(
-            requests[CUSTOMER_ID].tolist(), requests[TERMINAL_ID].tolist()
-        )
-        features = assemble_features(requests, customer_rows, terminal_rows)
+        velocity = None  # without the live state, request-time velocity is not known: missing
+        if self.settings.live_updates:
+            customer_rows, terminal_rows, velocity = self._served_and_applied(requests)
+        else:
+            customer_rows, terminal_rows = self.entity_rows(
+                requests[CUSTOMER_ID].tolist(), requests[TERMINAL_ID].tolist()
+            )
+        features = assemble_features(requests, customer_rows, terminal_rows, velocity)
         return FeatureBatch.from_frame([transaction_json(t) for t in transactions], features)

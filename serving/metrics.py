@@ -37,6 +37,11 @@ FRAUD_COMPILED_TREES = Gauge(
     "fraud_compiled_trees",
     "1 when the served model scores small batches with its compiled trees, else 0",
 )
+FRAUD_ONLINE_UPDATES = Counter(
+    "fraud_online_updates_total",
+    "Transactions folded into the online state, by outcome (applied, duplicate, late)",
+    ["outcome"],
+)
 FRAUD_REGISTRY_UP = Gauge(
     "fraud_registry_up",
     "0 while the model registry cannot be reached after a model was loaded, else 1",
@@ -154,6 +159,16 @@ def observe_unknown(unknown_customer: np.ndarray, unknown_terminal: np.ndarray) 
 
 
 _served: list[tuple[str, str]] = []
+
+
+def observe_online_update(applied: int, duplicates: int, late: int) -> None:
+    """Count a batch's live-update outcomes (late ones are applied too, and counted apart)."""
+    if applied:
+        FRAUD_ONLINE_UPDATES.labels(outcome="applied").inc(applied)
+    if duplicates:
+        FRAUD_ONLINE_UPDATES.labels(outcome="duplicate").inc(duplicates)
+    if late:
+        FRAUD_ONLINE_UPDATES.labels(outcome="late").inc(late)
 
 
 def set_model_info(model_version: str, alias: str) -> None:

@@ -78,6 +78,7 @@ def build_feature_repo(
     project: str | None = None,
 ) -> Path:
     """A Feast repo under ``root`` (the project's yaml), applied and materialised; its path."""
+    from features.featurize import seed_live_state
     from features.store import apply_definitions, feature_store, materialize
 
     layout = paths(root)
@@ -90,6 +91,7 @@ def build_feature_repo(
     store = feature_store(layout.feature_repo, online=online, redis_url=redis_url, project=project)  # type: ignore[arg-type]
     apply_definitions(store)
     materialize(store, transactions[TX_DATETIME].max())
+    seed_live_state(store, transactions)
     return layout.feature_repo
 
 

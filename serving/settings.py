@@ -38,6 +38,18 @@ class ServingSettings(ModelSettings, LogSettings):
     feast_repo: Path | None = None
     #: overrides the Feast project of feature_store.yaml (Redis keys are namespaced by it)
     feast_project: str | None = None
+    #: fold every scored transaction into the online rows (off: rows move only by materialisation)
+    live_updates: bool = True
+    #: clock event times are checked against: ``server`` (production) or ``replay`` (the newest
+    #: transaction the online state has seen -- simulated or replayed traffic, the local default)
+    event_clock: Literal["server", "replay"] = "replay"
+    #: seconds a transaction may be dated ahead of the server clock before it is refused (422)
+    future_tolerance_seconds: float = Field(300.0, ge=0)
+    #: the same against the replay clock, which only moves with traffic: a quiet night of
+    #: simulated traffic is a gap of hours, a date decades ahead is still refused
+    replay_future_tolerance_seconds: float = Field(2 * 86_400.0, ge=0)
+    #: days until a label is known; None = ``featurize.label_delay_days`` of params.yaml
+    label_delay_days: int | None = Field(None, ge=0)
     #: score small batches with the booster's trees compiled (checked against XGBoost first)
     compiled_trees: bool = True
     #: the most transactions one request may carry; more is a 422, not a slow request
@@ -54,6 +66,19 @@ class ServingSettings(ModelSettings, LogSettings):
     def audit_log_path(self) -> Path:
         """The explanation audit-log folder (``FRAUD_AUDIT_LOG_DIR`` or ``run/audit``)."""
         return self.audit_log_dir or paths().audit_log_dir
+
+    def label_delay(self) -> int:
+        """The label delay of the feature definition (setting, else params.yaml, else default)."""
+        if self.label_delay_days is not None:
+            return self.label_delay_days
+        from fraudops.config import FeaturizeParams, load_params, params_path
+
+        # A container without params.yaml uses the definition's default, like training did.
+        return (
+            load_params().featurize.label_delay_days
+            if params_path().exists()
+            else (FeaturizeParams().label_delay_days)
+        )
 
     def feast_repo_path(self) -> Path:
         """The Feast feature repo (``FRAUD_FEAST_REPO`` or the project's feature repo)."""

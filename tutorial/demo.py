@@ -247,10 +247,37 @@ def traffic(demo: DemoContext) -> str:
     normal, drifted = pd.read_parquet(normal_path), pd.read_parquet(drift_path)
     demo.normal, demo.drifted = normal, drifted
     counts_normal, counts_drift = replay(normal), replay(drifted)
+    # The chargebacks of these days, from the label stream (a file here): the terminal-risk
+    # state learns them as the label delay passes.
+    labels = demo.sh(demo.py, "-m", "features.label_events", "consume", quiet=True).strip()
+    print(f"  {labels.splitlines()[-1]}")
+    skew = live_skew(demo, normal.tx_datetime.min(), drifted.tx_datetime.max())
     return (
         f"day {normal.tx_datetime.min():%Y-%m-%d}: {len(normal):,} scored {counts_normal}; "
         f"day {drifted.tx_datetime.min():%Y-%m-%d} ({DEMO_DRIFT}): {len(drifted):,} scored "
-        f"{counts_drift}"
+        f"{counts_drift}; {skew}"
+    )
+
+
+def live_skew(demo: DemoContext, first: pd.Timestamp, last: pd.Timestamp) -> str:
+    """The skew job on the live days: served vectors vs the offline definition (its JSON)."""
+    end = f"{last + pd.Timedelta(microseconds=1):%Y-%m-%dT%H:%M:%S.%f}"
+    result = subprocess.run(
+        [demo.py, "-m", "monitoring.skew", "--start", f"{first:%Y-%m-%dT%H:%M:%S}", "--end", end],
+        check=False,
+        cwd=demo.root,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    _indented(result.stdout.strip().splitlines())
+    if result.returncode not in (0, 3):
+        raise StepFailed(f"skew job exited {result.returncode}")
+    summary = json.loads((paths(demo.root).reports_dir / "skew" / "skew_summary.json").read_text())
+    stats = summary["statistics"]
+    return (
+        f"served features equal to training's on {stats['equal_share']:.2%} of "
+        f"{stats['transactions']:,} live transactions"
     )
 
 

@@ -18,6 +18,7 @@ from features.definitions import (
     assemble_features,
     build_training_set,
     compute_entity_features,
+    velocity_features,
 )
 from fraudops.config import FeaturizeParams
 from tests.features.conftest import random_transactions, transactions_from
@@ -43,6 +44,10 @@ def reference_features(transactions: pd.DataFrame, delay_days: int) -> pd.DataFr
         mine = transactions[
             (transactions.customer_id == tx.customer_id) & (transactions.tx_datetime < t)
         ]
+        for name, length in (("10m", pd.Timedelta(minutes=10)), ("1h", pd.Timedelta(hours=1))):
+            recent = mine[mine.tx_datetime >= t - length]
+            row[f"customer_tx_count_{name}"] = float(len(recent))
+            row[f"customer_amount_{name}"] = float(recent.tx_amount.sum())
         for w in (1, 7, 30):
             if mine.empty:
                 row[f"customer_tx_count_{w}d"], row[f"customer_mean_amount_{w}d"] = 0.0, np.nan
@@ -77,6 +82,10 @@ def test_feature_names_are_the_contract_in_model_order() -> None:
         "tx_during_weekend",
         "tx_during_night",
         "customer_amount_ratio_30d",
+        "customer_tx_count_10m",
+        "customer_tx_count_1h",
+        "customer_amount_10m",
+        "customer_amount_1h",
         "customer_tx_count_1d",
         "customer_tx_count_7d",
         "customer_tx_count_30d",
@@ -226,7 +235,16 @@ def test_one_request_and_the_batch_share_one_code_path(small_history: pd.DataFra
         k = terminal[(terminal.terminal_id == row.terminal_id) & (terminal[EVENT_TIMESTAMP] <= t)]
         c_row = c.tail(1) if len(c) else pd.DataFrame([{n: np.nan for n in CUSTOMER_FEATURES}])
         k_row = k.tail(1) if len(k) else pd.DataFrame([{n: np.nan for n in TERMINAL_FEATURES}])
-        one = assemble_features(request, c_row, k_row)
+        # Velocity from the customer's own transactions, as the live state holds them.
+        mine = small_history[small_history.customer_id == row.customer_id]
+        velocity = velocity_features(
+            mine["customer_id"].to_numpy(),
+            mine["tx_datetime"].to_numpy("datetime64[ns]").view(np.int64),
+            mine["tx_amount"].to_numpy(),
+            np.asarray([row.customer_id]),
+            np.asarray([t.value]),
+        )
+        one = assemble_features(request, c_row, k_row, velocity)
         pd.testing.assert_frame_equal(one, batch.iloc[[i]][OUTPUT])
 
 
@@ -287,3 +305,16 @@ def test_a_large_history_featurizes_in_seconds() -> None:
     assert len(result) == len(history)
     # ~1 s on a laptop core; the bound only catches an accidental quadratic step.
     assert elapsed < 30, f"200k transactions took {elapsed:.1f}s"
+
+
+def test_velocity_counts_a_burst_up_to_but_not_including_the_transaction() -> None:
+    minute = 1 / 1440
+    # A card-testing burst: five small payments a minute apart, then one 2 hours later.
+    burst = [(1.0 + i * minute, 1, 10 + i, 1.0 + i, 1) for i in range(5)]
+    history = transactions_from([(0.5, 1, 9, 50.0, 0), *burst, (1.0 + 120 * minute, 1, 20, 9.0, 0)])
+    result = training_set(history)
+    assert list(result["customer_tx_count_10m"]) == [0.0, 0.0, 1.0, 2.0, 3.0, 4.0, 0.0]
+    assert list(result["customer_amount_10m"]) == [0.0, 0.0, 1.0, 3.0, 6.0, 10.0, 0.0]
+    # The payment two hours later sees none of the burst in its last hour (request time).
+    assert result.iloc[-1]["customer_tx_count_1h"] == 0.0
+    assert result.iloc[-1]["customer_tx_count_1d"] == 6.0  # the row of the last burst payment

@@ -42,6 +42,7 @@ CONTRACT_METRICS = {
     "fraud_drift_detected",
     "fraud_drift_share",
     "fraud_feature_psi",
+    "fraud_feature_skew_share",
     "request_preprocess_seconds",
     "request_predict_seconds",
     "request_postprocess_seconds",
@@ -70,6 +71,7 @@ ALERTS = {
     "FraudHighErrorRate",
     "FraudPredictLatencyP95",
     "FraudDriftDetected",
+    "FraudFeatureSkew",
 }
 
 
@@ -121,13 +123,15 @@ def test_dashboard_configmap_carries_the_dashboard_json():
     )
 
 
-def test_the_four_alerts_say_who_is_paged_and_link_a_runbook():
+def test_the_five_alerts_say_who_is_paged_and_link_a_runbook():
     by_name = {rule["alert"]: rule for rule in rules()}
     assert set(by_name) == ALERTS
     assert by_name["FraudNoPredictions"]["labels"]["severity"] == "critical"
     assert by_name["FraudHighErrorRate"]["labels"]["severity"] == "critical"
     assert by_name["FraudPredictLatencyP95"]["labels"]["severity"] == "warning"
     assert by_name["FraudDriftDetected"]["labels"]["severity"] == "warning"
+    assert by_name["FraudFeatureSkew"]["labels"]["severity"] == "warning"
+    assert "> 0.01" in by_name["FraudFeatureSkew"]["expr"]
     assert "> 0.05" in by_name["FraudHighErrorRate"]["expr"]
     assert "> 0.5" in by_name["FraudPredictLatencyP95"]["expr"]
     runbook = (FILES.rules.parent / "RUNBOOK.md").read_text()
@@ -175,7 +179,7 @@ def test_promtool_accepts_the_rule_file():
         [PROMTOOL, "check", "rules", str(FILES.rules)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "4 rules found" in done.stdout
+    assert "5 rules found" in done.stdout
 
 
 @needs_promtool
@@ -200,3 +204,20 @@ def test_promtool_unit_tests_catch_a_wrong_threshold(tmp_path: Path):
     )
     assert done.returncode != 0
     assert "FraudHighErrorRate" in done.stdout + done.stderr
+
+
+@needs_promtool
+def test_promtool_unit_tests_catch_a_wrong_skew_budget(tmp_path: Path):
+    shutil.copy(FILES.rules.parent / "fraud-rules.test.yaml", tmp_path)
+    broken = FILES.rules.read_text().replace(
+        "fraud_feature_skew_share) > 0.01", "fraud_feature_skew_share) > 0.05"
+    )
+    (tmp_path / "fraud-rules.yaml").write_text(broken)
+    done = subprocess.run(
+        [PROMTOOL, "test", "rules", str(tmp_path / "fraud-rules.test.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "FraudFeatureSkew" in done.stdout + done.stderr

@@ -30,7 +30,7 @@ def test_manifest_is_plain_json(trained: TrainingResult, tmp_path: Path) -> None
 
 
 def test_wrong_width_is_rejected(trained: TrainingResult) -> None:
-    with pytest.raises(ValueError, match=r"expected shape \(n, 16\)"):
+    with pytest.raises(ValueError, match=r"expected shape \(n, 20\)"):
         trained.bundle.predict_proba(np.zeros((1, 3), dtype=np.float32))
 
 

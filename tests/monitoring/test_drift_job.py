@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
@@ -169,3 +170,31 @@ def test_an_object_store_uri_is_read_like_a_local_log(
     )
     assert summary["window"]["rows"] == local["window"]["rows"] > 0
     assert summary["statistics"] == local["statistics"]
+
+
+def test_one_future_dated_record_does_not_move_the_default_window(
+    project: Registry, world: World, tmp_path: Path
+) -> None:
+    window = world.live_window("none")
+    typo = window.tail(1).copy()
+    typo["tx_datetime"] = pd.Timestamp("2099-01-01")
+    typo["transaction_id"] = typo["transaction_id"] + 10**9
+    log = write_prediction_log(
+        tmp_path / "log", pd.concat([window, typo]), world.bundle.feature_names
+    )
+    config = DriftJobConfig(source=log, out_dir=tmp_path / "reports", log_to_mlflow=False)
+    summary, _ = run_drift_job(config, load_params())
+    # The default window still holds the week of traffic, not the lone 2099 record.
+    assert summary["window"]["rows"] == len(window)
+    assert summary["window"]["end"] <= "2099"
+
+
+def test_a_too_small_window_names_the_window_and_the_flag(
+    project: Registry, quiet_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["--out-dir", str(tmp_path / "reports"), "--no-mlflow"]
+    tiny = ["--start", "2030-01-01", "--end", "2030-01-02"]
+    assert drift.main(["--source", str(quiet_log), *tiny, *base]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "[2030-01-01 00:00, 2030-01-02 00:00)" in err
+    assert "--start/--end" in err and "--window-days" in err

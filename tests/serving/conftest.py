@@ -180,6 +180,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     client = redis.Redis(*REDIS)
     for key in client.scan_iter(match=b"*" + project.encode()):
         client.delete(key)
+    # The live state (recent transactions, labels) of the same project.
+    for key in client.scan_iter(match=f"fraud_live:{project}:*".encode(), count=1000):
+        client.delete(key)
 
 
 @dataclass

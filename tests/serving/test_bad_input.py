@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -13,7 +14,7 @@ from features.definitions import FEATURE_NAMES
 from serving.errors import InvalidRequest
 from serving.schema import validate_transactions
 
-from .conftest import MAX_BATCH, MODEL, Server, Stack
+from .conftest import MAX_BATCH, MODEL, Server, Stack, World
 
 PAYLOADS = Path(__file__).parent / "payloads"
 TRANSACTION_CASES = sorted((PAYLOADS / "transactions").glob("*.json"))
@@ -86,7 +87,7 @@ json_values = st.recursive(
 )
 VALID = {
     "transaction_id": 1,
-    "tx_datetime": "2026-02-20T10:00:00",
+    "tx_datetime": "2026-02-15T10:00:00",  # just after the test world's history
     "customer_id": 3,
     "terminal_id": 7,
     "tx_amount": 42.5,
@@ -219,3 +220,33 @@ def test_the_request_model_agrees_with_the_corpus() -> None:
         if "body" in case and case["content_type"] == "application/json":
             with pytest.raises(InvalidRequest):
                 validate_transactions(case["body"], MAX_BATCH)
+
+
+@pytest.mark.parametrize("level", ["transformer", "level1"])
+def test_event_times_the_online_state_cannot_take_are_a_422_and_late_ones_count(
+    stack: Stack, world: World, level: str
+) -> None:
+    server = getattr(stack, level)
+    first_id = 55_000_000 + (0 if level == "transformer" else 10)
+    future = world.transaction(transaction_id=first_id, tx_datetime="2099-01-01T00:00:00")
+    answer = server.predict({"instances": [future]})
+    assert answer.status_code == 422, answer.text
+    (detail,) = answer.json()["details"]
+    assert detail["field"] == "instances[0].tx_datetime"
+    assert "ahead of the replay clock" in detail["rule"]
+    assert detail["got"].startswith("2099-01-01")
+
+    long_ago = (world.last_time - pd.Timedelta(days=60)).isoformat()
+    answer = server.predict(
+        {"instances": [world.transaction(transaction_id=first_id + 1, tx_datetime=long_ago)]}
+    )
+    assert answer.status_code == 422, answer.text
+    assert "days (longest window + label delay) before" in answer.json()["error"]
+
+    # Late but within the horizon: scored, applied, and counted as late.
+    on_time = (world.last_time + pd.Timedelta(hours=4)).isoformat()
+    late = (world.last_time + pd.Timedelta(hours=3, minutes=30)).isoformat()
+    for tx_id, when in ((first_id + 2, on_time), (first_id + 3, late)):
+        tx = world.transaction(transaction_id=tx_id, tx_datetime=when, customer_id=4242 + first_id)
+        assert server.predict({"instances": [tx]}).status_code == 200
+    assert 'fraud_online_updates_total{outcome="late"}' in server.metrics()

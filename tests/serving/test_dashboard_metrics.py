@@ -11,16 +11,23 @@ import json
 import re
 
 from monitoring.prometheus import drift_gauges, exposition
+from monitoring.skew import skew_gauges
 from tests.k8s.test_monitoring import FILES, metric_names, rules
 from tests.serving.conftest import Stack
 
 TRANSACTION = {
     "transaction_id": 77,
-    "tx_datetime": "2026-03-01T03:12:00",
+    "tx_datetime": "2026-02-15T03:12:00",  # just after the test world's history
     "customer_id": 1,
     "terminal_id": 2,
     "tx_amount": 480.0,
 }
+
+
+def skew_job_exposition() -> str:
+    """What the skew job publishes, from a minimal summary of its shape."""
+    summary = {"statistics": {"mismatch_share": 0.0, "feature_mismatch_share": {"tx_amount": 0.0}}}
+    return exposition(skew_gauges(summary))
 
 
 def exported_families(exposition_text: str) -> set[str]:
@@ -54,7 +61,9 @@ def drift_job_exposition() -> str:
     return exposition(drift_gauges(summary))
 
 
-def test_every_queried_metric_is_exported_by_a_live_server_or_the_drift_job(stack: Stack) -> None:
+def test_every_queried_metric_is_exported_by_a_live_server_or_a_monitoring_job(
+    stack: Stack,
+) -> None:
     assert stack.transformer.predict({"instances": [TRANSACTION]}).status_code == 200
     assert stack.transformer.explain({"instances": [TRANSACTION]}).status_code == 200
     assert stack.transformer.predict({"instances": [{"tx_amount": -1}]}).status_code == 422
@@ -63,6 +72,7 @@ def test_every_queried_metric_is_exported_by_a_live_server_or_the_drift_job(stac
         for server in (stack.transformer, stack.predictor, stack.explainer, stack.level2)
     )
     exported = exported_families(live) | exported_families(drift_job_exposition())
+    exported |= exported_families(skew_job_exposition())
     used = dashboard_and_rule_metrics()
     assert "fraud_predictions_total" in used and "fraud_drift_detected" in used
     missing = sorted(name for name in used if name not in exported)

@@ -9,25 +9,33 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.definitions import FEATURE_NAMES, assemble_features
-from features.store import feature_store, online_entity_features
+from features.definitions import FEATURE_NAMES, build_training_set, compute_entity_features
+from fraudops.config import FeaturizeParams
 from serving.compiled_forest import flatten_trees, probe_rows
 
 from .conftest import MAX_BATCH, MODEL, Stack, World
 
 
 def expected_features(world: World, transaction: dict) -> np.ndarray:
-    """The feature row computed in the test process: online store + the training code."""
-    store = feature_store(world.feature_repo)
-    customers, terminals = online_entity_features(
-        store, [transaction["customer_id"]], [transaction["terminal_id"]]
-    )
+    """The offline definition's row for ``transaction`` after the world's history.
+
+    That is what serving must give it: the online rows move with traffic, so the store's
+    row read after the request already counts the request itself.
+    """
     request = pd.DataFrame([transaction]).assign(
-        tx_datetime=lambda f: pd.to_datetime(f.tx_datetime)
+        transaction_id=-1,  # its own id may repeat a history id (it only names the request)
+        tx_datetime=lambda f: pd.to_datetime(f.tx_datetime),
+        tx_fraud=0,
+        tx_fraud_scenario=0,
     )
-    return assemble_features(request, customers, terminals)[list(FEATURE_NAMES)].to_numpy(
-        np.float32
+    frame = pd.concat([world.transactions, request], ignore_index=True)
+    frame = frame.astype(world.transactions.dtypes.to_dict()).sort_values(
+        "tx_datetime", kind="stable"
     )
+    customer, terminal = compute_entity_features(frame, FeaturizeParams())
+    training_set = build_training_set(frame, customer, terminal)
+    row = training_set[training_set.transaction_id == -1]
+    return row[list(FEATURE_NAMES)].to_numpy(np.float32)
 
 
 # -- L3: the predictor alone -------------------------------------------------------------------

@@ -10,8 +10,17 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from .conftest import Stack
+
+
+def _refused_event_time(body: dict) -> bool:
+    """A 422 of the event-time tolerance: it names the tx_datetime field and the clock."""
+    return any(
+        detail["field"].endswith(".tx_datetime") and "clock" in detail["rule"]
+        for detail in body.get("details", [])
+    )
 
 
 @pytest.mark.parametrize(
@@ -39,8 +48,13 @@ def test_fastapi_apps_hold_their_openapi_contract(
             response = case.call()
             assert response.status_code < 500, (case.body, response.text)
             # Every built-in check: documented status codes and response schemas, content
-            # types, invalid data rejected with a 4xx.
-            case.validate_response(response)
+            # types, invalid data rejected with a 4xx. A schema-valid time the online
+            # state cannot take (years ahead of, or beyond the horizon behind, its clock)
+            # is a 422 by a rule a static schema cannot state: it must name field and rule.
+            excluded = []
+            if response.status_code == 422 and _refused_event_time(response.json()):
+                excluded = [positive_data_acceptance]
+            case.validate_response(response, excluded_checks=excluded)
             if case.method == "POST" and response.status_code == 200:
                 assert len(response.json()["predictions"]) == len(case.body["instances"])
 
