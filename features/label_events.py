@@ -183,7 +183,7 @@ class RedisLabelConsumer:
 
 def _state(online: str | None) -> LiveState:
     from features.definitions import state_horizon_days
-    from features.online_state import open_live_state
+    from features.live_state_engine import open_live_state
     from features.store import feature_store
     from fraudops.config import load_params
 

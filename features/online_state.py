@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -161,22 +160,3 @@ def seed_from_transactions(state: LiveState, transactions, horizon_days: int) ->
         (LiveTransaction(tx, t, c, term, float(a)) for tx, t, c, term, a, _ in rows),
         (LabelEvent(tx, term, 1) for tx, _, _, term, _, fraud in rows if fraud),
     )
-
-
-# --------------------------------------------------------------------------- opening
-
-
-def open_live_state(store, horizon_days: int) -> LiveState:
-    """The state engine that goes with a Feast store: its SQLite folder, or its Redis."""
-    # The engines import this module's records: they are imported here, not at the top.
-    from features.online_state_redis import RedisLiveState, redis_client
-    from features.online_state_sqlite import SqliteLiveState
-
-    config = store.config
-    online = config.online_store
-    if online.type == "redis":
-        return RedisLiveState(redis_client(online.connection_string), config.project, horizon_days)
-    online_path = Path(online.path)
-    if not online_path.is_absolute():
-        online_path = Path(config.repo_path) / online_path
-    return SqliteLiveState(online_path.with_name("live_state.db"), config.project, horizon_days)

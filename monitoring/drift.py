@@ -33,6 +33,7 @@ from monitoring.outputs import (
 from monitoring.prometheus import drift_gauges, push, pushgateway_url, write_textfile
 from monitoring.trigger import trigger_if_found
 from monitoring.window import (
+    MonitoringInputError,
     bounded_sample,
     champion_scores,
     is_transactions_file,

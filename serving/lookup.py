@@ -244,7 +244,7 @@ class OnlineFeatureLookup:
 
     def _live_updater(self, store):
         from features.definitions import state_horizon_days
-        from features.online_state import open_live_state
+        from features.live_state_engine import open_live_state
         from features.online_update import EventTimePolicy, OnlineFeatureUpdater
 
         delay = self.settings.label_delay()
