@@ -41,9 +41,13 @@ from bench.bench_serving import (
     _feature_body,
     _free_port,
     _summary,
+    _wait_for_compiled_trees,
     _warm,
 )
 from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
+from serving.kserve_runtime import parse_server_args, serve, server_parser
+from serving.sandbox import register_bundle, synthetic_transactions, train_bundle
+from serving.settings import load_settings
 
 TODAY_L4_CAPACITY_RPS = 160.0  # main at 6648273 on this machine (issue #15)
 TARGETS = {
@@ -88,8 +92,6 @@ def _noop_transformer(predictor_host: str):
 
 def serve_noop_transformer(argv: list[str]) -> None:
     """``python -m bench.bench_capacity --noop-transformer --http_port N --predictor_host H``."""
-    from serving.kserve_runtime import parse_server_args, serve, server_parser
-    from serving.settings import load_settings
 
     args = parse_server_args(server_parser("no-op KServe transformer", 8080), argv, load_settings())
     serve(_noop_transformer(args.predictor_host)(args.model_name), args)
@@ -350,7 +352,6 @@ def _start_servers(servers: Servers, ports: dict[str, int]) -> None:
 
 def _register_challenger(world: dict[str, Any], root: Path) -> str:
     """A second version of the default size (not champion): what promotion moves to."""
-    from serving.sandbox import register_bundle, synthetic_transactions, train_bundle
 
     transactions = synthetic_transactions(n=20_000, n_customers=500, n_terminals=1_000, days=60)
     challenger = train_bundle(transactions, n_estimators=300, max_depth=6, seed=1)
@@ -358,7 +359,6 @@ def _register_challenger(world: dict[str, Any], root: Path) -> str:
 
 
 def _wait_compiled(ports: list[int]) -> None:
-    from bench.bench_serving import _wait_for_compiled_trees
 
     for port in ports:
         _wait_for_compiled_trees(port)

@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from data.schema import REQUEST_COLUMNS, TX_FRAUD, TX_FRAUD_SCENARIO
+from data.simulate import simulate_next_days, simulate_transactions
 from fraudops.config import SimulateParams, load_params
+from serving.lookup import OnlineFeatureLookup
+from serving.sandbox import build_feature_repo, train_bundle
+from serving.schema import validate_transactions
+from serving.settings import ServingSettings
+from training.metrics import average_precision, recall_at_fpr
 
 #: Simulator scenario code of the card-testing bursts.
 CARD_TESTING = 5
@@ -36,7 +42,6 @@ TARGETS = {"card_testing_recall_gain_min": 0.2}
 
 
 def _world(params: SimulateParams) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from data.simulate import simulate_next_days, simulate_transactions
 
     history = simulate_transactions(params, drift="card_testing")
     live = simulate_next_days(history, 1, params, drift="card_testing")
@@ -45,10 +50,6 @@ def _world(params: SimulateParams) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _served_vectors(root: Path, history: pd.DataFrame, live: pd.DataFrame, live_updates: bool):
     """The live day's feature matrix as a server with (or without) live updates serves it."""
-    from serving.lookup import OnlineFeatureLookup
-    from serving.sandbox import build_feature_repo
-    from serving.schema import validate_transactions
-    from serving.settings import ServingSettings
 
     project = f"card_testing_{uuid.uuid4().hex[:6]}"
     repo = build_feature_repo(root, history, project=project)
@@ -71,7 +72,6 @@ def _served_vectors(root: Path, history: pd.DataFrame, live: pd.DataFrame, live_
 
 
 def _scores(y: np.ndarray, scores: np.ndarray, fpr_budget: float) -> dict[str, float]:
-    from training.metrics import average_precision, recall_at_fpr
 
     return {
         "recall_at_fpr": round(recall_at_fpr(y, scores, fpr_budget), 4),
@@ -81,7 +81,6 @@ def _scores(y: np.ndarray, scores: np.ndarray, fpr_budget: float) -> dict[str, f
 
 def bench_card_testing() -> dict[str, Any]:
     """Train once, serve the card-testing day with updates on and off, compare the catch."""
-    from serving.sandbox import train_bundle
 
     params = SimulateParams(n_days=45, n_customers=1500, n_terminals=3000, seed=11)
     fpr_budget = load_params().evaluate.fpr_budget

@@ -22,6 +22,24 @@ import numpy as np
 import pandas as pd
 import xgboost
 
+from features.definitions import FEATURE_NAMES
+from fraudops.bundle import (
+    BUNDLE_ARTIFACT_PATH,
+    MODEL_NAME,
+    REFERENCE_ARTIFACT_PATH,
+    REFERENCE_FILE,
+    SCORE_COLUMN,
+    ModelBundle,
+    Thresholds,
+    load_reference_sample,
+    load_registered_bundle,
+    save_bundle,
+)
+from fraudops.config import load_params
+from monitoring.drift import DriftJobConfig, detect_drift, run_drift_job
+from monitoring.window import champion_scores, load_prediction_window
+from serving.prediction_log import PredictionLogWriter, PredictionRecord
+
 TARGET_SECONDS = 60.0
 DEFAULT_ROWS = 200_000
 REFERENCE_ROWS = 5_000
@@ -29,7 +47,6 @@ REFERENCE_ROWS = 5_000
 
 def synthetic_features(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
     """``n`` rows of FEATURE_NAMES with realistic types and missing values."""
-    from features.definitions import FEATURE_NAMES
 
     rng = np.random.default_rng(seed)
     when = pd.Timestamp("2026-06-01") + pd.to_timedelta(rng.integers(0, 7 * 86_400, n), unit="s")
@@ -57,17 +74,6 @@ def _register_champion(uri: str, root: Path, reference: pd.DataFrame) -> None:
     """A 50-tree booster on the synthetic features, registered as fraud-detector@champion."""
     from mlflow import MlflowClient
 
-    from features.definitions import FEATURE_NAMES
-    from fraudops.bundle import (
-        BUNDLE_ARTIFACT_PATH,
-        MODEL_NAME,
-        REFERENCE_ARTIFACT_PATH,
-        REFERENCE_FILE,
-        SCORE_COLUMN,
-        ModelBundle,
-        Thresholds,
-        save_bundle,
-    )
 
     rng = np.random.default_rng(1)
     X = np.ascontiguousarray(reference[list(FEATURE_NAMES)].to_numpy(np.float32))
@@ -96,8 +102,6 @@ def _register_champion(uri: str, root: Path, reference: pd.DataFrame) -> None:
 
 
 def _write_log(directory: Path, current: pd.DataFrame, scores: np.ndarray, version: str) -> None:
-    from features.definitions import FEATURE_NAMES
-    from serving.prediction_log import PredictionLogWriter, PredictionRecord
 
     features = current[list(FEATURE_NAMES)].to_numpy(np.float64)
     records = [
@@ -124,11 +128,6 @@ def _write_log(directory: Path, current: pd.DataFrame, scores: np.ndarray, versi
 
 def bench_drift(rows: int = DEFAULT_ROWS) -> dict[str, float | int | bool | str]:
     """Seconds of each drift-job phase on a ``rows``-record prediction log."""
-    from features.definitions import FEATURE_NAMES
-    from fraudops.bundle import load_reference_sample, load_registered_bundle
-    from fraudops.config import load_params
-    from monitoring.drift import DriftJobConfig, detect_drift, run_drift_job
-    from monitoring.window import champion_scores, load_prediction_window
 
     params = load_params()  # before FRAUD_PROJECT_ROOT points at the temporary root
     saved = {

@@ -18,6 +18,7 @@ import pandas as pd
 
 from data.schema import TRANSACTION_DTYPES
 from features.definitions import EVENT_TIMESTAMP, build_training_set, compute_entity_features
+from features.store import apply_definitions, feature_store, materialize
 from fraudops.config import FeaturizeParams
 from fraudops.paths import paths
 
@@ -58,7 +59,6 @@ def bench_featurize(n: int = 1_000_000, with_feast: bool = True) -> dict[str, fl
     timings["training_rows"] = len(training_set)
 
     if with_feast:
-        from features.store import apply_definitions, feature_store, materialize
 
         root = Path(tempfile.mkdtemp(prefix="bench-features-"))
         try:

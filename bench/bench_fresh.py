@@ -24,6 +24,16 @@ import numpy as np
 import pandas as pd
 
 from bench.bench_serving import MODEL, Connection, Servers, _free_port, _summary
+from features.label_events import FileLabelConsumer, RedisLabelConsumer, publish
+from features.online_state import LabelEvent
+from features.online_state_redis import RedisLiveState
+from features.online_state_sqlite import SqliteLiveState
+from serving.sandbox import (
+    build_feature_repo,
+    register_bundle,
+    synthetic_transactions,
+    train_bundle,
+)
 
 TARGETS = {
     "chain_p99_ms_updates_on_max": 15.0,
@@ -90,12 +100,6 @@ async def _open_loop(port: int, path: str, bodies: list[bytes], rate: float) -> 
 
 
 def _chain(root: Path) -> dict[str, Any]:
-    from serving.sandbox import (
-        build_feature_repo,
-        register_bundle,
-        synthetic_transactions,
-        train_bundle,
-    )
 
     world = synthetic_transactions(n=20_000, n_customers=500, n_terminals=1_000, days=60)
     repo = build_feature_repo(root, world)
@@ -157,7 +161,6 @@ def _chain(root: Path) -> dict[str, Any]:
 
 
 def _label_events(n: int) -> list:
-    from features.online_state import LabelEvent
 
     rng = np.random.default_rng(0)
     terminals = rng.integers(0, 10_000, n)
@@ -165,8 +168,6 @@ def _label_events(n: int) -> list:
 
 
 def _labels_sqlite(root: Path, n: int) -> float:
-    from features.label_events import FileLabelConsumer
-    from features.online_state_sqlite import SqliteLiveState
 
     events = _label_events(n)
     folder = root / "labels"
@@ -187,8 +188,6 @@ def _labels_sqlite(root: Path, n: int) -> float:
 def _labels_redis(n: int) -> float | None:
     import redis
 
-    from features.label_events import RedisLabelConsumer, publish
-    from features.online_state_redis import RedisLiveState
 
     client = redis.Redis(socket_connect_timeout=2)
     project = f"bench_labels_{uuid.uuid4().hex[:8]}"

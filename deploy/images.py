@@ -29,6 +29,7 @@ from typing import Any
 
 from deploy.engine import apt_install
 from fraudops.config import project_root
+from fraudops.settings import DeploySettings
 
 #: The default of every Dockerfile's ``ARG BASE_IMAGE``.
 OFFICIAL_BASE = "python:3.11.13-slim-bookworm"
@@ -112,9 +113,9 @@ class ImageBuildError(RuntimeError):
 
 def cache_dir() -> Path:
     """Where the Debian base tarball is kept between runs (``FRAUD_REHEARSE_CACHE``)."""
-    configured = os.environ.get("FRAUD_REHEARSE_CACHE")
+    configured = DeploySettings().rehearse_cache
     if configured:
-        return Path(configured)
+        return configured
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "fraud-mlops"
 
 

@@ -26,6 +26,8 @@ from features.definitions import (
     compute_entity_features,
     state_horizon_days,
 )
+from features.live_state_engine import open_live_state
+from features.online_state import seed_from_transactions
 from fraudops.config import ConfigError, load_params
 from fraudops.paths import paths
 
@@ -73,8 +75,6 @@ def seed_live_state(store, transactions: pd.DataFrame) -> int:
 
     Materialisation and the state then agree: serving continues from the last transaction.
     """
-    from features.live_state_engine import open_live_state
-    from features.online_state import seed_from_transactions
 
     horizon = state_horizon_days(load_params().featurize.label_delay_days)
     return seed_from_transactions(open_live_state(store, horizon), transactions, horizon)

@@ -36,7 +36,12 @@ from pathlib import Path
 import pandas as pd
 
 from data.schema import TERMINAL_ID, TRANSACTION_ID, TX_FRAUD
+from features.definitions import state_horizon_days
+from features.live_state_engine import open_live_state
 from features.online_state import LabelEvent, LiveState
+from features.store import feature_store
+from fraudops.config import load_params
+from fraudops.paths import paths
 
 #: Consumer group of the label stream (one group: each entry is handled by one consumer).
 GROUP = "label-consumers"
@@ -182,10 +187,6 @@ class RedisLabelConsumer:
 
 
 def _state(online: str | None) -> LiveState:
-    from features.definitions import state_horizon_days
-    from features.live_state_engine import open_live_state
-    from features.store import feature_store
-    from fraudops.config import load_params
 
     horizon = state_horizon_days(load_params().featurize.label_delay_days)
     return open_live_state(feature_store(online=online), horizon)  # type: ignore[arg-type]
@@ -193,7 +194,6 @@ def _state(online: str | None) -> LiveState:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m features.label_events consume``: apply label events to the online state."""
-    from fraudops.paths import paths
 
     parser = argparse.ArgumentParser(prog="python -m features.label_events", description=__doc__)
     parser.add_argument("command", choices=("consume",))

@@ -87,6 +87,7 @@ def feature_store(
 
 
 def _repo_modules() -> list[ModuleType]:
+    # The repo's modules are also loaded by Feast as top-level modules: only when asked for.
     from features.feature_repo import entities, feature_services, feature_views, sources
 
     return [entities, sources, feature_views, feature_services]

@@ -16,7 +16,7 @@ ProjectSettings           FRAUD_PROJECT_ROOT, FRAUD_PARAMS                fraudo
 ModelSettings             FRAUD_MODEL_NAME, FRAUD_MODEL_ALIAS             jobs, deploy CLIs
 LogSettings               FRAUD_PREDICTION_LOG_DIR, FRAUD_AUDIT_LOG_DIR   servers
 MonitoringSettings        + FRAUD_PUSHGATEWAY_URL (log dir may be s3://)  drift, performance
-DeploySettings            + FRAUD_SERVING_URL                             deploy.smoke
+DeploySettings            + FRAUD_SERVING_URL, FRAUD_REHEARSE_CACHE       deploy.smoke, images
 PipelineSettings          FRAUD_PROMOTE_VIA                               pipelines.run_local
 LaunchSettings            FRAUD_PORT, FRAUD_PREDICTOR_PORT, ...           serving.launch
 serving.settings.         the model servers' own (FRAUD_MODEL_DIR, ...)   serving
@@ -88,6 +88,9 @@ class DeploySettings(ModelSettings):
 
     #: the served model's base URL (``https://fraud-detector.<domain>``)
     serving_url: str | None = None
+    #: where ``make rehearse`` keeps the Debian base image between runs (default
+    #: ``$XDG_CACHE_HOME/fraud-mlops``, else ``~/.cache/fraud-mlops``)
+    rehearse_cache: Path | None = None
 
 
 class PipelineSettings(FraudSettings):

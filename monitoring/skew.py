@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.files import live_batches
 from data.schema import TRANSACTION_COLUMNS, TRANSACTION_ID, TX_DATETIME
 from features.definitions import FEATURE_NAMES
 from fraudops.config import FeaturizeParams, load_params
 from fraudops.paths import paths
-from monitoring.outputs import build_summary, exit_code, fail, publish
+from monitoring.outputs import build_summary, default_prediction_log_dir, exit_code, fail, publish
 from monitoring.prometheus import Gauge, exposition, push, pushgateway_url, write_textfile
 from monitoring.window import MonitoringInputError, read_log, transaction_features
 
@@ -61,7 +62,6 @@ def equal_values(served: np.ndarray, offline: np.ndarray) -> np.ndarray:
 
 def versioned_transactions(root: Path | None = None) -> pd.DataFrame:
     """The validated transactions plus every live batch (what the served traffic came from)."""
-    from data.files import live_batches
 
     where = paths(root)
     sources = [where.validated_transactions, *live_batches(where.live_dir)]
@@ -289,7 +289,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point: exit 0 within budget, 3 skew, 2 error (one line on stderr)."""
-    from monitoring.drift import default_prediction_log_dir
 
     args = _parser().parse_args(argv)
     try:

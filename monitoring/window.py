@@ -20,9 +20,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.ingest import read_transactions
 from data.schema import TRANSACTION_ID, TX_DATETIME
+from features.definitions import build_training_set, compute_entity_features
 from fraudops.bundle import SCORE_COLUMN, ModelBundle
 from fraudops.config import FeaturizeParams
+from serving.prediction_log import read_prediction_log
+from training.evaluate import bundle_scores
 
 DECISION_COLUMN = "decision"
 MODEL_VERSION_COLUMN = "model_version"
@@ -143,7 +147,6 @@ def champion_scores(frame: pd.DataFrame, bundle: ModelBundle) -> pd.DataFrame:
     rows another version served (before a promotion) are re-scored by the champion from
     their logged features, so the window's score distribution belongs to one model.
     """
-    from training.evaluate import bundle_scores
 
     scored = frame.copy()
     served_by_champion = np.zeros(len(scored), dtype=bool)
@@ -196,7 +199,6 @@ def read_log(log_dir: Path | str) -> pd.DataFrame:
 
     ``log_dir`` is a local folder or an object-store URI (``s3://bucket/prediction-log/``).
     """
-    from serving.prediction_log import read_prediction_log
 
     if is_uri(log_dir):
         with tempfile.TemporaryDirectory(prefix="prediction-log-") as tmp:
@@ -236,7 +238,6 @@ def transaction_features(
     start at the window's first day), so ``history`` is prepended, the ONE feature
     definition runs over both, and only the window's rows come back.
     """
-    from features.definitions import build_training_set, compute_entity_features
 
     window_ids = set(transactions[TRANSACTION_ID].tolist())
     combined = transactions
@@ -259,7 +260,6 @@ def load_transaction_window(
     history_path: Path | None = None,
 ) -> tuple[pd.DataFrame, TimeWindow]:
     """A CSV/Parquet of transactions, featurised and scored by ``bundle``, for the window."""
-    from data.ingest import read_transactions
 
     path = Path(path)
     if not path.exists():

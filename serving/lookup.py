@@ -20,7 +20,21 @@ import pandas as pd
 from pydantic import BaseModel
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID
-from features.definitions import FEATURE_NAMES, UNKNOWN_CUSTOMER, UNKNOWN_TERMINAL
+from features.definitions import (
+    CUSTOMER_FEATURES,
+    CUSTOMER_VIEW,
+    FEATURE_NAMES,
+    FEATURE_SERVICE,
+    TERMINAL_FEATURES,
+    TERMINAL_VIEW,
+    UNKNOWN_CUSTOMER,
+    UNKNOWN_TERMINAL,
+    assemble_features,
+    state_horizon_days,
+)
+from features.live_state_engine import open_live_state
+from features.online_update import EventTimePolicy, EventTimeRejected, OnlineFeatureUpdater
+from features.store import feature_store
 from serving import metrics
 from serving.errors import InvalidRequest, OnlineStoreUnavailable
 from serving.schema import transaction_json, transactions_frame
@@ -141,7 +155,6 @@ class _ServiceReader:
     """
 
     def __init__(self, store) -> None:
-        from features.definitions import CUSTOMER_VIEW, FEATURE_SERVICE, TERMINAL_VIEW
 
         self.store = store
         self.provider = store._get_provider()
@@ -188,7 +201,6 @@ class _ServiceReader:
         self, customer_ids: list[int], terminal_ids: list[int]
     ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
         """:meth:`read` plus each row's event timestamp in µs (-1 for unknown ids)."""
-        from features.definitions import CUSTOMER_FEATURES, TERMINAL_FEATURES
 
         customer, customer_ts = self._rows(
             self.customer_view, CUSTOMER_ID, customer_ids, CUSTOMER_FEATURES
@@ -212,7 +224,7 @@ class OnlineFeatureLookup:
     def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
         self._reader: _ServiceReader | None = None
-        self._updater = None  # features.online_update.OnlineFeatureUpdater when live_updates
+        self._updater: OnlineFeatureUpdater | None = None  # set when live_updates is on
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -222,7 +234,6 @@ class OnlineFeatureLookup:
         return f"Feast online store sqlite of {self.settings.feast_repo_path()}"
 
     def _open_reader(self) -> _ServiceReader:
-        from features.store import feature_store
 
         with self._lock:
             if self._reader is None:
@@ -243,9 +254,6 @@ class OnlineFeatureLookup:
         return self._reader
 
     def _live_updater(self, store):
-        from features.definitions import state_horizon_days
-        from features.live_state_engine import open_live_state
-        from features.online_update import EventTimePolicy, OnlineFeatureUpdater
 
         delay = self.settings.label_delay()
         horizon = state_horizon_days(delay)
@@ -278,18 +286,20 @@ class OnlineFeatureLookup:
         self, requests: pd.DataFrame
     ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
         """Each transaction's exact rows and velocity, then the transactions folded in."""
-        from features.online_update import EventTimeRejected
 
         try:
             reader = self._open_reader()  # opens the updater with it (live_updates is on)
-            customer_rows, terminal_rows, velocity, outcome = self._updater.serve_and_apply(  # type: ignore[union-attr]
+            updater = self._updater
+            if updater is None:  # _open_reader opens it whenever live updates are on
+                raise RuntimeError("live updates are on but the online-state updater is not open")
+            customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(
                 requests, reader.read_stamped
             )
         except EventTimeRejected as exc:
             raise InvalidRequest(
                 str(exc), [{"field": exc.field, "rule": exc.rule, "got": exc.got}]
             ) from None
-        except (*_store_errors(), TimeoutError) as exc:
+        except (*_store_errors(), TimeoutError) as exc:  # type: ignore[misc]  # a runtime tuple
             raise self._unavailable(exc) from None
         metrics.observe_online_update(outcome.applied, outcome.duplicates, outcome.late)
         return customer_rows, terminal_rows, velocity
@@ -306,7 +316,6 @@ class OnlineFeatureLookup:
         With live updates on, the transactions also move their entities' online rows before
         the answer leaves (read-your-writes for the caller's next request).
         """
-        from features.definitions import assemble_features
 
         requests = transactions_frame(transactions)
         velocity = None  # without the live state, request-time velocity is not known: missing

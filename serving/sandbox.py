@@ -23,9 +23,13 @@ from data.schema import (
     TX_FRAUD,
     TX_FRAUD_SCENARIO,
 )
+from features.definitions import FEATURE_NAMES, build_training_set, compute_entity_features
+from features.featurize import seed_live_state
+from features.store import apply_definitions, feature_store, materialize
 from fraudops.bundle import BUNDLE_ARTIFACT_PATH, MODEL_NAME, ModelBundle, Thresholds, save_bundle
 from fraudops.config import FeaturizeParams, TrainParams, XGBoostParams
 from fraudops.paths import paths
+from training.train import feature_matrix, fit_xgboost
 
 
 def synthetic_transactions(
@@ -60,7 +64,6 @@ def write_offline_sources(
     root: Path, transactions: pd.DataFrame
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Customer/terminal feature tables of ``transactions`` where the repo's sources expect them."""
-    from features.definitions import compute_entity_features
 
     layout = paths(root)
     customer, terminal = compute_entity_features(transactions, FeaturizeParams())
@@ -78,8 +81,6 @@ def build_feature_repo(
     project: str | None = None,
 ) -> Path:
     """A Feast repo under ``root`` (the project's yaml), applied and materialised; its path."""
-    from features.featurize import seed_live_state
-    from features.store import apply_definitions, feature_store, materialize
 
     layout = paths(root)
     if not layout.customer_features.exists():
@@ -104,8 +105,6 @@ def train_bundle(
     decline_quantile: float = 0.98,
 ) -> ModelBundle:
     """A booster fitted by the project's training code on the point-in-time training set."""
-    from features.definitions import FEATURE_NAMES, build_training_set
-    from training.train import feature_matrix, fit_xgboost
 
     customer, terminal = _entity_tables(transactions)
     training_set = build_training_set(transactions, customer, terminal)
@@ -127,7 +126,6 @@ def train_bundle(
 
 
 def _entity_tables(transactions: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from features.definitions import compute_entity_features
 
     return compute_entity_features(transactions, FeaturizeParams())
 

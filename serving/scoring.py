@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,7 +49,9 @@ class Scores:
     model_version: str
 
 
-def decide(probabilities: np.ndarray, thresholds: Thresholds, model_version: str) -> Scores:
+def decide(
+    probabilities: np.ndarray | Sequence[float], thresholds: Thresholds, model_version: str
+) -> Scores:
     """Decisions from the thresholds that travel with the model that scored."""
     probabilities = np.asarray(probabilities, dtype=float)
     return Scores(probabilities, thresholds.decide(probabilities), model_version)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from fraudops.config import FeaturizeParams, load_params, params_path
 from fraudops.paths import paths
 from fraudops.settings import LogSettings, ModelSettings
 
@@ -71,7 +72,6 @@ class ServingSettings(ModelSettings, LogSettings):
         """The label delay of the feature definition (setting, else params.yaml, else default)."""
         if self.label_delay_days is not None:
             return self.label_delay_days
-        from fraudops.config import FeaturizeParams, load_params, params_path
 
         # A container without params.yaml uses the definition's default, like training did.
         return (

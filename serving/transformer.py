@@ -25,6 +25,7 @@ import orjson
 from features.definitions import FEATURE_NAMES
 from fraudops.bundle import Thresholds
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
+from serving.kserve_runtime import parse_server_args, serve, server_parser
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
 from serving.prediction_log import BackgroundLogWriter
 from serving.predictor import require_json_content
@@ -199,7 +200,6 @@ class FraudTransformer(kserve.Model):
 
 def main(argv: list[str] | None = None) -> None:
     """Start the transformer (the L4/L5 entry point on port 8080)."""
-    from serving.kserve_runtime import parse_server_args, serve, server_parser
 
     settings = load_settings()
     parser = server_parser(__doc__.splitlines()[0], 8080)
