@@ -74,7 +74,6 @@ def _register_champion(uri: str, root: Path, reference: pd.DataFrame) -> None:
     """A 50-tree booster on the synthetic features, registered as fraud-detector@champion."""
     from mlflow import MlflowClient
 
-
     rng = np.random.default_rng(1)
     X = np.ascontiguousarray(reference[list(FEATURE_NAMES)].to_numpy(np.float32))
     y = (rng.random(len(X)) < 0.02 + 0.2 * (reference["tx_amount"].to_numpy() > 150)).astype(int)

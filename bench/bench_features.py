@@ -59,7 +59,6 @@ def bench_featurize(n: int = 1_000_000, with_feast: bool = True) -> dict[str, fl
     timings["training_rows"] = len(training_set)
 
     if with_feast:
-
         root = Path(tempfile.mkdtemp(prefix="bench-features-"))
         try:
             where = paths(root)

@@ -188,7 +188,6 @@ def _labels_sqlite(root: Path, n: int) -> float:
 def _labels_redis(n: int) -> float | None:
     import redis
 
-
     client = redis.Redis(socket_connect_timeout=2)
     project = f"bench_labels_{uuid.uuid4().hex[:8]}"
     try:

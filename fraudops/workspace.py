@@ -15,9 +15,24 @@ from fraudops.config import PROJECT_ROOT
 
 #: Generated state a clone does not have (DVC outputs, registry, environment, caches).
 GENERATED = (
-    ".git", ".venv", "mlflow.db", "mlartifacts", "run", "artifacts", "dvc-remote", "reports",
-    "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".hypothesis", "*.parquet",
-    "registry.db", "online_store.db", "dvc.lock", "node_modules",
+    ".git",
+    ".venv",
+    "mlflow.db",
+    "mlartifacts",
+    "run",
+    "artifacts",
+    "dvc-remote",
+    "reports",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".mypy_cache",
+    ".hypothesis",
+    "*.parquet",
+    "registry.db",
+    "online_store.db",
+    "dvc.lock",
+    "node_modules",
 )
 _GIT_IDENTITY = ("-c", "user.email=workspace@localhost", "-c", "user.name=workspace")
 

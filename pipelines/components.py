@@ -36,9 +36,7 @@ def validate_data(transactions: str, params_yaml: str, validated: Output[Dataset
         raise
     frame.to_parquet(validated.path, index=False)
     validated.metadata.update({"rows": report.rows, "fraud_rate": report.fraud_rate})
-    summary = (
-        f"{report.rows} transactions, {report.days} days, fraud rate {report.fraud_rate:.4%}"
-    )
+    summary = f"{report.rows} transactions, {report.days} days, fraud rate {report.fraud_rate:.4%}"
     print(f"GATE data validation: PASS — {summary}")
     return summary
 
@@ -89,7 +87,9 @@ def train_model(
         params,
         lineage_overrides={"git_commit": git_commit, "data_hash": data_hash},
     )
-    model.metadata.update({"framework": "xgboost", "git_commit": git_commit, "data_hash": data_hash})
+    model.metadata.update(
+        {"framework": "xgboost", "git_commit": git_commit, "data_hash": data_hash}
+    )
 
 
 def evaluate_model(

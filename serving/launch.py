@@ -186,12 +186,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("action", choices=(*LEVELS, "stop"))
     parser.add_argument("--port", type=int, default=LaunchSettings().port)
-    parser.add_argument(
-        "--predictor-port", type=int, default=LaunchSettings().predictor_port
-    )
-    parser.add_argument(
-        "--explainer-port", type=int, default=LaunchSettings().explainer_port
-    )
+    parser.add_argument("--predictor-port", type=int, default=LaunchSettings().predictor_port)
+    parser.add_argument("--explainer-port", type=int, default=LaunchSettings().explainer_port)
     parser.add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for readiness"
     )

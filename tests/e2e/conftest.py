@@ -68,11 +68,19 @@ class Project:
     def run(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a command in the copy; output captured (shown on failure)."""
         result = subprocess.run(
-            command, check=False, cwd=self.root, env=self.env, text=True,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900,
+            command,
+            check=False,
+            cwd=self.root,
+            env=self.env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            timeout=900,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}")
+            raise AssertionError(
+                f"{' '.join(command)} exited {result.returncode}:\n{result.stdout}"
+            )
         return result
 
     def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -49,7 +49,9 @@ def test_promote_then_rollback_restores_the_previous_champion(project: Project) 
     if len(versions) < 2:  # the stump did not pass the gate: train a second model that does
         write_params(project.root, {"train": {"xgboost": {"n_estimators": 20, "max_depth": 3}}})
         project.dvc("repro")
-    newest = max(int(v.version) for v in project.registry().search_model_versions("name='fraud-detector'"))
+    newest = max(
+        int(v.version) for v in project.registry().search_model_versions("name='fraud-detector'")
+    )
     promoted = project.python("-m", "training.promote", "--version", str(newest))
     assert f"-> version {newest}" in promoted.stdout
     assert project.alias("champion") == str(newest)

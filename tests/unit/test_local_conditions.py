@@ -40,4 +40,6 @@ def test_negation_and_conjunction(store: IOStore) -> None:
 
 def test_an_unknown_channel_is_an_error_not_a_silent_false(store: IOStore) -> None:
     with pytest.raises(ValueError, match="no-such-task"):
-        evaluate_condition("inputs.parameter_values['pipelinechannel--no-such-task-x'] == true", store)
+        evaluate_condition(
+            "inputs.parameter_values['pipelinechannel--no-such-task-x'] == true", store
+        )

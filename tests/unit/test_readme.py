@@ -24,7 +24,9 @@ def test_every_make_target_in_the_readme_exists() -> None:
     named = readme_targets(README.read_text())
     defined = makefile_targets(MAKEFILE.read_text())
     assert {"demo", "test", "level1", "level5", "drift", "canary", "retrain"} <= named
-    assert not named - defined, f"README names targets the Makefile lacks: {sorted(named - defined)}"
+    assert not named - defined, (
+        f"README names targets the Makefile lacks: {sorted(named - defined)}"
+    )
 
 
 def test_every_user_target_has_a_help_line_and_help_is_the_default() -> None:
@@ -42,7 +44,18 @@ def test_the_check_would_catch_a_missing_target() -> None:
 
 def test_the_readme_follows_the_course_order() -> None:
     headings = [h.lower() for h in re.findall(r"^## (.+)$", README.read_text(), re.MULTILINE)]
-    order = ["set-up", "level", "data", "features", "pipeline", "registry", "monitoring",
-             "canary", "kubernetes", "performance", "troubleshooting"]
+    order = [
+        "set-up",
+        "level",
+        "data",
+        "features",
+        "pipeline",
+        "registry",
+        "monitoring",
+        "canary",
+        "kubernetes",
+        "performance",
+        "troubleshooting",
+    ]
     positions = [next(i for i, h in enumerate(headings) if word in h) for word in order]
     assert positions == sorted(positions), headings
