@@ -33,17 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_serving import (
+from bench.bench_serving import _closed_loop, _summary, _warm
+from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
+from bench.serving_servers import (
     MODEL,
     Servers,
     _build_world,
-    _closed_loop,
     _feature_body,
     _free_port,
-    _summary,
-    _warm,
+    _wait_for_compiled_trees,
 )
-from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
 
 TODAY_L4_CAPACITY_RPS = 160.0  # main at 6648273 on this machine (issue #15)
 TARGETS = {
@@ -358,8 +357,6 @@ def _register_challenger(world: dict[str, Any], root: Path) -> str:
 
 
 def _wait_compiled(ports: list[int]) -> None:
-    from bench.bench_serving import _wait_for_compiled_trees
-
     for port in ports:
         _wait_for_compiled_trees(port)
 
