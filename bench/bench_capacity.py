@@ -33,18 +33,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_serving import (
+from bench.bench_serving import _closed_loop, _summary, _warm
+from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
+from bench.serving_servers import (
     MODEL,
     Servers,
     _build_world,
-    _closed_loop,
     _feature_body,
     _free_port,
-    _summary,
     _wait_for_compiled_trees,
-    _warm,
 )
-from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
 from serving.kserve_runtime import parse_server_args, serve, server_parser
 from serving.sandbox import register_bundle, synthetic_transactions, train_bundle
 from serving.settings import load_settings
@@ -359,7 +357,6 @@ def _register_challenger(world: dict[str, Any], root: Path) -> str:
 
 
 def _wait_compiled(ports: list[int]) -> None:
-
     for port in ports:
         _wait_for_compiled_trees(port)
 

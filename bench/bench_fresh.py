@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.bench_serving import MODEL, Connection, Servers, _free_port, _summary
+from bench.bench_serving import Connection, _summary
+from bench.serving_servers import MODEL, Servers, _free_port
 from features.label_events import FileLabelConsumer, RedisLabelConsumer, publish
 from features.online_state import LabelEvent
 from features.online_state_redis import RedisLiveState

@@ -16,7 +16,9 @@ placement cannot favour one of them:
 * predictor cold start, process start -> ready with the model from the registry -- <= 5 s.
 
 Everything runs in a temporary folder (synthetic transactions, Feast repo, SQLite MLflow,
-the pickle). ``python -m bench serving`` or ``python -m bench.bench_serving``.
+the pickle). ``python -m bench serving`` or ``python -m bench.bench_serving``. The servers,
+the world they serve and the cold-start timing are in :mod:`bench.serving_servers`; this
+module is the load client and the measurements.
 """
 
 from __future__ import annotations
@@ -25,9 +27,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pickle
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,9 +35,17 @@ from typing import Any
 
 import numpy as np
 
-from fraudops.config import MODEL_NAME
+from bench.serving_servers import (
+    MODEL,
+    Servers,
+    _build_world,
+    _cold_start,
+    _feature_body,
+    _free_port,
+    _wait_for_compiled_trees,
+    serve_noop,
+)
 
-MODEL = MODEL_NAME
 TARGETS = {
     "predictor_p50_vs_noop_max": 1.3,
     "predictor_throughput_vs_naive_min": 1.5,
@@ -212,275 +219,111 @@ def _warm(port: int, path: str, body: bytes, n: int = 200) -> None:
     asyncio.run(_closed_loop(port, path, body, 1, n))
 
 
-# -- the servers ------------------------------------------------------------------------------
-
-
-def _noop_model():
-    import kserve
-
-    class NoOpModel(kserve.Model):
-        """The framework's floor: KServe's request path with nothing inside."""
-
-        def __init__(self, name: str) -> None:
-            super().__init__(name)
-            self.ready = True
-
-        async def predict(self, payload: Any, headers=None, response_headers=None) -> dict:
-            return {"predictions": [0.0 for _ in payload["instances"]]}
-
-    return NoOpModel
-
-
-def serve_noop(argv: list[str]) -> None:
-    """``python -m bench.bench_serving --noop-server --http_port N``: the no-op KServe model."""
-    from serving.kserve_runtime import parse_server_args, serve, server_parser
-    from serving.settings import load_settings
-
-    args = parse_server_args(server_parser("no-op KServe model", 8080), argv, load_settings())
-    serve(_noop_model()(args.model_name), args)
-
-
-class Servers:
-    """Server processes of the benchmark, stopped together."""
-
-    def __init__(self, root: Path, env: dict[str, str]) -> None:
-        self.root = root
-        self.env = env
-        self.processes: list[subprocess.Popen] = []
-        self.names: dict[str, int] = {}
-
-    def start(
-        self,
-        name: str,
-        command: list[str],
-        port: int,
-        ready_path: str,
-        env: dict[str, str] | None = None,
-    ) -> float:
-        from serving.launch import Component, spawn, wait_ready
-
-        component = Component(name, command[0], tuple(command[1:]), port, ready_path)
-        process = spawn(component, self.root / "logs" / f"{name}.log", {**self.env, **(env or {})})
-        self.processes.append(process)
-        self.names[name] = process.pid
-        return wait_ready(component, process, self.root / "logs" / f"{name}.log", timeout_s=240)
-
-    def pid(self, name: str) -> int:
-        """The process id of the server started as ``name``."""
-        return self.names[name]
-
-    def stop(self) -> None:
-        from serving.launch import terminate
-
-        terminate([p.pid for p in self.processes])
-        self.processes.clear()
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _build_world(root: Path) -> dict[str, Any]:
-    """Transactions, Feast repo, the default-params model registered as champion, the pickle."""
-    import xgboost
-
-    from fraudops.bundle import save_bundle
-    from serving.sandbox import (
-        build_feature_repo,
-        register_bundle,
-        synthetic_transactions,
-        train_bundle,
-    )
-
-    transactions = synthetic_transactions(n=20_000, n_customers=500, n_terminals=1_000, days=60)
-    repo = build_feature_repo(root, transactions)
-    bundle = train_bundle(transactions, n_estimators=300, max_depth=6)  # train.xgboost defaults
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    bundle.model_version = register_bundle(bundle, tracking_uri, root / "mlartifacts")
-    # The naive baseline's artefact: the same booster behind the sklearn API, pickled.
-    save_bundle(bundle, root / "bundle")
-    classifier = xgboost.XGBClassifier()
-    classifier.load_model(root / "bundle" / "model.ubj")
-    # One thread like the predictor: measure pandas + DMatrix + sklearn, not OpenMP spin-waits.
-    classifier.set_params(n_jobs=1)
-    with open(root / "naive.pkl", "wb") as handle:
-        pickle.dump(classifier, handle)
-    last = transactions.iloc[-1]
-    transaction = {
-        "transaction_id": 1,
-        "tx_datetime": (transactions["tx_datetime"].max() + np.timedelta64(1, "h")).isoformat(),
-        "customer_id": int(last["customer_id"]),
-        "terminal_id": int(last["terminal_id"]),
-        "tx_amount": 312.5,
-    }
+def _server_env(root: Path, world: dict[str, Any]) -> dict[str, str]:
+    """The environment every server of the run starts with."""
     return {
-        "repo": repo,
-        "tracking_uri": tracking_uri,
-        "bundle": bundle,
-        "transaction": transaction,
+        # Bytecode cached in the temp folder (this checkout's venv may have none and the
+        # environment may forbid writing it): servers start as they would from an image.
+        "PYTHONPYCACHEPREFIX": str(root / "pycache"),
+        "PYTHONDONTWRITEBYTECODE": "",
+        "MLFLOW_TRACKING_URI": world["tracking_uri"],
+        "FRAUD_FEAST_REPO": str(world["repo"]),
+        "FRAUD_RELOAD_INTERVAL_SECONDS": "0",
+        "FRAUD_PREDICTION_LOG_DIR": str(root / "predictions"),
+        "FRAUD_AUDIT_LOG_DIR": str(root / "audit"),
+        "NAIVE_MODEL_PICKLE": str(root / "naive.pkl"),
     }
 
 
-def _feature_body(world: dict[str, Any]) -> bytes:
-    """The model-ready row the transformer would send for the benchmark transaction."""
-    import pandas as pd
-
-    from features.definitions import FEATURE_NAMES, assemble_features
-    from features.store import feature_store, online_entity_features
-
-    transaction = world["transaction"]
-    customers, terminals = online_entity_features(
-        feature_store(world["repo"]), [transaction["customer_id"]], [transaction["terminal_id"]]
+def _start_servers(servers: Servers, ports: dict[str, int]) -> float:
+    """Start the predictor, no-op, naive, explainer and transformer; returns the seconds
+    the predictor took to compile its trees after it was ready."""
+    ready = f"/v1/models/{MODEL}"
+    servers.start(
+        "predictor",
+        ["serving.predictor", "--http_port", str(ports["predictor"])],
+        ports["predictor"],
+        ready,
     )
-    frame = pd.DataFrame([transaction]).assign(tx_datetime=lambda f: pd.to_datetime(f.tx_datetime))
-    row = assemble_features(frame, customers, terminals)[list(FEATURE_NAMES)].iloc[0].tolist()
-    return json.dumps(
-        {
-            "instances": [[None if np.isnan(v) else v for v in row]],
-            "feature_names": list(FEATURE_NAMES),
-        }
-    ).encode()
+    # Right after ready, before the other servers start: the compile's own time.
+    compiled_after_s = _wait_for_compiled_trees(ports["predictor"])
+    servers.start(
+        "noop",
+        [
+            "bench.bench_serving",
+            "--noop-server",
+            "--http_port",
+            str(ports["noop"]),
+            "--model_name",
+            MODEL,
+        ],
+        ports["noop"],
+        ready,
+    )
+    servers.start(
+        "naive",
+        ["bench.naive_app", "--port", str(ports["naive"])],
+        ports["naive"],
+        "/ready",
+    )
+    servers.start(
+        "explainer",
+        ["serving.explainer", "--http_port", str(ports["explainer"])],
+        ports["explainer"],
+        ready,
+    )
+    servers.start(
+        "transformer",
+        [
+            "serving.transformer",
+            "--http_port",
+            str(ports["transformer"]),
+            "--predictor_host",
+            f"127.0.0.1:{ports['predictor']}",
+            "--explainer_host",
+            f"127.0.0.1:{ports['explainer']}",
+        ],
+        ports["transformer"],
+        ready,
+    )
+    return compiled_after_s
 
 
-def _wait_for_compiled_trees(port: int, timeout_s: float = 120.0) -> float:
-    """Seconds until the predictor scores with its compiled trees (it compiles them in the
-    background after it is ready; measuring before would time the booster instead)."""
-    import httpx
+def _measure(
+    servers: Servers, ports: dict[str, int], world: dict[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Warm every server, then every load; the figures and whether the compared servers
+    ran on a core of their own."""
+    predict = f"/v1/models/{MODEL}:predict"
+    rows = _feature_body(world)
+    raw = json.dumps({"instances": [world["transaction"]]}).encode()
+    for name in ("predictor", "noop", "naive"):
+        _warm(ports[name], predict, rows)
+    _warm(ports["transformer"], predict, raw)
+    _warm(ports["transformer"], f"/v1/models/{MODEL}:explain", raw, 100)
 
-    started = time.perf_counter()
-    while "fraud_compiled_trees 1.0" not in httpx.get(f"http://127.0.0.1:{port}/metrics").text:
-        if time.perf_counter() - started > timeout_s:
-            raise RuntimeError(f"predictor on :{port} never reported fraud_compiled_trees 1")
-        time.sleep(0.1)
-    return time.perf_counter() - started
+    figures: dict[str, Any] = {}
+    compared = {name: ports[name] for name in ("noop", "predictor", "naive")}
+    pids = [servers.pid(name) for name in compared]
+    with _separate_cores(pids) as pinned:
+        for concurrency in (1, 8):
+            n = 3000 if concurrency == 1 else 6000
+            for name, summary in _interleaved(compared, predict, rows, concurrency, n).items():
+                figures[f"{name}_c{concurrency}"] = summary
+    figures["chain_50rps"] = asyncio.run(_open_loop(ports["transformer"], predict, raw, 50, 20))
+    figures["explain_chain_c1"] = asyncio.run(
+        _closed_loop(ports["transformer"], f"/v1/models/{MODEL}:explain", raw, 1, 500)
+    )
+    figures["explainer_direct_c1"] = asyncio.run(
+        _closed_loop(ports["explainer"], f"/v1/models/{MODEL}:explain", rows, 1, 500)
+    )
+    return figures, pinned
 
 
-def _cold_start(servers: Servers, tries: int = 3) -> dict[str, float]:
-    """Process start -> ready (model from the registry): first start, then the median of
-    ``tries`` starts with compiled bytecode -- how every image runs (UV_COMPILE_BYTECODE=1);
-    the first start here pays for compiling the imports, as a fresh checkout does once."""
-    times = []
-    for i in range(tries + 1):
-        port = _free_port()
-        ready = f"/v1/models/{MODEL}"
-        times.append(
-            servers.start(f"cold-{i}", ["serving.predictor", "--http_port", str(port)], port, ready)
-        )
-        servers.processes[-1].terminate()
-        servers.processes[-1].wait(timeout=30)
+def _ratios(
+    figures: dict[str, Any], cold_start: dict[str, float], compiled_after_s: float
+) -> dict[str, float]:
     return {
-        "first_start_s": round(times[0], 3),
-        "cold_start_s": round(statistics.median(times[1:]), 3),
-    }
-
-
-def bench_serving() -> dict[str, Any]:
-    """Run every serving measurement; ``passed`` when all ratios meet their targets."""
-    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        root = Path(tmp)
-        world = _build_world(root)
-        env = {
-            # Bytecode cached in the temp folder (this checkout's venv may have none and the
-            # environment may forbid writing it): servers start as they would from an image.
-            "PYTHONPYCACHEPREFIX": str(root / "pycache"),
-            "PYTHONDONTWRITEBYTECODE": "",
-            "MLFLOW_TRACKING_URI": world["tracking_uri"],
-            "FRAUD_FEAST_REPO": str(world["repo"]),
-            "FRAUD_RELOAD_INTERVAL_SECONDS": "0",
-            "FRAUD_PREDICTION_LOG_DIR": str(root / "predictions"),
-            "FRAUD_AUDIT_LOG_DIR": str(root / "audit"),
-            "NAIVE_MODEL_PICKLE": str(root / "naive.pkl"),
-        }
-        servers = Servers(root, env)
-        ports = {
-            name: _free_port()
-            for name in ("predictor", "noop", "naive", "explainer", "transformer")
-        }
-        ready = f"/v1/models/{MODEL}"
-        predict = f"/v1/models/{MODEL}:predict"
-        try:
-            cold_start = _cold_start(servers)
-            servers.start(
-                "predictor",
-                ["serving.predictor", "--http_port", str(ports["predictor"])],
-                ports["predictor"],
-                ready,
-            )
-            # Right after ready, before the other servers start: the compile's own time.
-            compiled_after_s = _wait_for_compiled_trees(ports["predictor"])
-            servers.start(
-                "noop",
-                [
-                    "bench.bench_serving",
-                    "--noop-server",
-                    "--http_port",
-                    str(ports["noop"]),
-                    "--model_name",
-                    MODEL,
-                ],
-                ports["noop"],
-                ready,
-            )
-            servers.start(
-                "naive",
-                ["bench.naive_app", "--port", str(ports["naive"])],
-                ports["naive"],
-                "/ready",
-            )
-            servers.start(
-                "explainer",
-                ["serving.explainer", "--http_port", str(ports["explainer"])],
-                ports["explainer"],
-                ready,
-            )
-            servers.start(
-                "transformer",
-                [
-                    "serving.transformer",
-                    "--http_port",
-                    str(ports["transformer"]),
-                    "--predictor_host",
-                    f"127.0.0.1:{ports['predictor']}",
-                    "--explainer_host",
-                    f"127.0.0.1:{ports['explainer']}",
-                ],
-                ports["transformer"],
-                ready,
-            )
-            rows = _feature_body(world)
-            raw = json.dumps({"instances": [world["transaction"]]}).encode()
-            for name in ("predictor", "noop", "naive"):
-                _warm(ports[name], predict, rows)
-            _warm(ports["transformer"], predict, raw)
-            _warm(ports["transformer"], f"/v1/models/{MODEL}:explain", raw, 100)
-
-            figures: dict[str, Any] = {}
-            compared = {name: ports[name] for name in ("noop", "predictor", "naive")}
-            pids = [servers.pid(name) for name in compared]
-            with _separate_cores(pids) as pinned:
-                for concurrency in (1, 8):
-                    n = 3000 if concurrency == 1 else 6000
-                    for name, summary in _interleaved(
-                        compared, predict, rows, concurrency, n
-                    ).items():
-                        figures[f"{name}_c{concurrency}"] = summary
-            figures["chain_50rps"] = asyncio.run(
-                _open_loop(ports["transformer"], predict, raw, 50, 20)
-            )
-            figures["explain_chain_c1"] = asyncio.run(
-                _closed_loop(ports["transformer"], f"/v1/models/{MODEL}:explain", raw, 1, 500)
-            )
-            figures["explainer_direct_c1"] = asyncio.run(
-                _closed_loop(ports["explainer"], f"/v1/models/{MODEL}:explain", rows, 1, 500)
-            )
-        finally:
-            servers.stop()
-
-    ratios = {
         "predictor_p50_vs_noop_c1": figures["predictor_c1"]["p50_ms"]
         / figures["noop_c1"]["p50_ms"],
         "predictor_p50_vs_noop_c8": figures["predictor_c8"]["p50_ms"]
@@ -496,7 +339,12 @@ def bench_serving() -> dict[str, Any]:
         "predictor_first_start_s": cold_start["first_start_s"],
         "predictor_compiled_trees_after_ready_s": compiled_after_s,
     }
-    checks = {
+
+
+def _checks(
+    ratios: dict[str, float], cold_start: dict[str, float], figures: dict[str, Any]
+) -> dict[str, bool]:
+    return {
         "predictor_p50_vs_noop": max(
             ratios["predictor_p50_vs_noop_c1"], ratios["predictor_p50_vs_noop_c8"]
         )
@@ -511,6 +359,27 @@ def bench_serving() -> dict[str, Any]:
         "predictor_cold_start": cold_start["cold_start_s"] <= TARGETS["predictor_cold_start_s_max"],
         "no_errors": all(f.get("errors", 0) == 0 for f in figures.values()),
     }
+
+
+def bench_serving() -> dict[str, Any]:
+    """Run every serving measurement; ``passed`` when all ratios meet their targets."""
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        root = Path(tmp)
+        world = _build_world(root)
+        servers = Servers(root, _server_env(root, world))
+        ports = {
+            name: _free_port()
+            for name in ("predictor", "noop", "naive", "explainer", "transformer")
+        }
+        try:
+            cold_start = _cold_start(servers)
+            compiled_after_s = _start_servers(servers, ports)
+            figures, pinned = _measure(servers, ports, world)
+        finally:
+            servers.stop()
+
+    ratios = _ratios(figures, cold_start, compiled_after_s)
+    checks = _checks(ratios, cold_start, figures)
     return {
         "name": "serving",
         "passed": all(checks.values()),

@@ -24,8 +24,9 @@ import pandas as pd
 
 from data.files import read_history, write_parquet_atomic
 from data.ingest import read_transactions
+from data.scenarios import label_events
 from data.schema import TERMINAL_ID, TRANSACTION_ID, TX_DATETIME, TX_FRAUD
-from data.simulate import label_events, simulate_next_days, simulate_transactions
+from data.simulate import simulate_next_days, simulate_transactions
 from data.validate import DataValidationError
 from fraudops.config import (
     ConfigError,

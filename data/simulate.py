@@ -21,11 +21,13 @@ simulation would have, and live traffic is reproducible.
 Drift scenarios (for *live* traffic, see ``params.yaml``) are applied on top of the same
 base traffic from a separate random stream, so with and without drift the underlying
 payments are the same and a drift changes only what it says it changes.
+
+This module generates the base traffic and runs the days; the fraud scenarios, the drift
+knobs and the label events live in :mod:`data.scenarios`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -33,6 +35,21 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from data.scenarios import (
+    AMOUNT_SHIFT_PER_STRENGTH,
+    DAY_FIELDS,
+    NIGHT_END_S,
+    NIGHT_SHIFT_SHARE_PER_STRENGTH,
+    SECONDS_PER_DAY,
+    TERMINAL_COMPROMISE_DAYS,
+    UNSEEN_TERMINAL_SHARE_PER_STRENGTH,
+    Compromises,
+    DayTraffic,
+    add_frauds,
+    card_testing,
+    card_testing_bursts,
+    draw_compromises,
+)
 from data.schema import (
     CUSTOMER_ID,
     TERMINAL_ID,
@@ -46,36 +63,11 @@ from data.schema import (
 )
 from fraudops.config import DriftScenario, SimulateParams
 
-SECONDS_PER_DAY: Final = 86_400
 GRID_SIZE: Final = 100.0
-
-#: Scenario 1: any amount above this is fraud.
-FRAUD_AMOUNT_THRESHOLD: Final = 220.0
-#: Scenario 2: terminals compromised per day, and for how many days.
-COMPROMISED_TERMINALS_PER_DAY: Final = 2
-TERMINAL_COMPROMISE_DAYS: Final = 28
-#: Scenario 3: customers compromised per day, for how many days, share of their
-#: transactions taken over, and the fraudster's amount multiplier.
-COMPROMISED_CUSTOMERS_PER_DAY: Final = 3
-CUSTOMER_COMPROMISE_DAYS: Final = 14
-CUSTOMER_COMPROMISE_SHARE: Final = 1 / 3
-CUSTOMER_COMPROMISE_MULTIPLIER: Final = 5.0
 
 #: Time of day: normal around noon; draws outside the day are dropped (as the handbook does).
 TIME_OF_DAY_MEAN_S: Final = SECONDS_PER_DAY / 2
 TIME_OF_DAY_STD_S: Final = 20_000.0
-
-#: Night hours for the drift scenarios: [0h, 6h), the same cut as the tx_during_night feature.
-NIGHT_END_S: Final = 6 * 3600
-#: Drift knobs at drift_strength = 1 (each scales linearly with the strength).
-AMOUNT_SHIFT_PER_STRENGTH: Final = 0.5
-NIGHT_SHIFT_SHARE_PER_STRENGTH: Final = 0.3
-UNSEEN_TERMINAL_SHARE_PER_STRENGTH: Final = 0.15
-#: Scenario 4 (card testing): victims per day as a share of customers, tests per victim,
-#: and the small amounts fraudsters use to check a stolen card works.
-CARD_TESTING_VICTIM_SHARE_PER_STRENGTH: Final = 0.004
-CARD_TESTING_TX_PER_VICTIM: Final = (2, 8)
-CARD_TESTING_AMOUNT: Final = (0.5, 5.0)
 
 # Independent random streams: changing one part of the process never reshuffles another.
 _STREAM_CUSTOMERS: Final = 1
@@ -183,39 +175,12 @@ def build_world(params: SimulateParams) -> SimulationWorld:
 # --------------------------------------------------------------------------- compromises
 
 
-@dataclass(frozen=True)
-class _Compromises:
-    """Terminals (scenario 2) and customers (scenario 3) drawn on each day."""
-
-    first_day: int
-    terminals: list[np.ndarray]
-    customers: list[np.ndarray]
-
-    def active(self, day: int) -> tuple[np.ndarray, np.ndarray]:
-        """Terminals and customers compromised on ``day`` (drawn within their window)."""
-
-        def window(draws: list[np.ndarray], length: int) -> np.ndarray:
-            lo = max(self.first_day, day - length + 1) - self.first_day
-            hi = day - self.first_day + 1
-            return np.unique(np.concatenate(draws[lo:hi])) if hi > lo else np.empty(0, np.int64)
-
-        return (
-            window(self.terminals, TERMINAL_COMPROMISE_DAYS),
-            window(self.customers, CUSTOMER_COMPROMISE_DAYS),
-        )
-
-
 def _draw_compromises(
-    seed: int, days: Iterable[int], n_terminals: int, n_customers: int
+    seed: int, days: range, n_terminals: int, n_customers: int
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    terminals, customers = [], []
-    for day in days:
-        rng = _rng(seed, _STREAM_COMPROMISE, day)
-        n_t = min(COMPROMISED_TERMINALS_PER_DAY, n_terminals)
-        n_c = min(COMPROMISED_CUSTOMERS_PER_DAY, n_customers)
-        terminals.append(rng.choice(n_terminals, size=n_t, replace=False).astype(np.int64))
-        customers.append(rng.choice(n_customers, size=n_c, replace=False).astype(np.int64))
-    return terminals, customers
+    """Scenarios 2 and 3's draws for ``days``, each day from its own compromise stream."""
+    day_rngs = (_rng(seed, _STREAM_COMPROMISE, day) for day in days)
+    return draw_compromises(day_rngs, n_terminals, n_customers)
 
 
 def compromised_on(
@@ -230,30 +195,13 @@ def compromised_on(
     t, c = _draw_compromises(
         params.seed, range(first, day + 1), params.n_terminals, params.n_customers
     )
-    return _Compromises(first, t, c).active(day)
+    return Compromises(first, t, c).active(day)
 
 
 # --------------------------------------------------------------------------- one day
 
 
-@dataclass
-class _DayTraffic:
-    seconds: np.ndarray
-    customer_id: np.ndarray
-    terminal_id: np.ndarray
-    amount: np.ndarray
-    fraud: np.ndarray
-    scenario: np.ndarray
-
-    def subset(self, mask_or_order: np.ndarray) -> _DayTraffic:
-        """The same day restricted to (or reordered by) a mask or index array."""
-        return _DayTraffic(*(getattr(self, f)[mask_or_order] for f in _DAY_FIELDS))
-
-
-_DAY_FIELDS: Final = ("seconds", "customer_id", "terminal_id", "amount", "fraud", "scenario")
-
-
-def _genuine_traffic(world: SimulationWorld, seed: int, day: int) -> tuple[_DayTraffic, np.ndarray]:
+def _genuine_traffic(world: SimulationWorld, seed: int, day: int) -> tuple[DayTraffic, np.ndarray]:
     """One day of genuine payments for all customers, plus the scenario-3 uniform draws."""
     rng = _rng(seed, _STREAM_TRAFFIC, day)
     customers = world.customers
@@ -272,7 +220,7 @@ def _genuine_traffic(world: SimulationWorld, seed: int, day: int) -> tuple[_DayT
     pick = (rng.random(n) * n_available[cust]).astype(np.int64)
     terminal = world.available_terminals[world.terminal_offsets[cust] + pick]
     takeover_draw = rng.random(n)  # scenario 3: drawn for every payment so streams stay aligned
-    traffic = _DayTraffic(
+    traffic = DayTraffic(
         seconds=seconds,
         customer_id=cust,
         terminal_id=terminal,
@@ -284,95 +232,15 @@ def _genuine_traffic(world: SimulationWorld, seed: int, day: int) -> tuple[_DayT
     return traffic.subset(in_day), takeover_draw[in_day]
 
 
-def _add_frauds(
-    traffic: _DayTraffic,
-    takeover_draw: np.ndarray,
-    compromised_terminals: np.ndarray,
-    compromised_customers: np.ndarray,
-) -> None:
-    """Label the three handbook scenarios in place (later scenarios override earlier)."""
-    s1 = traffic.amount > FRAUD_AMOUNT_THRESHOLD
-    traffic.fraud[s1], traffic.scenario[s1] = 1, 1
-    s2 = np.isin(traffic.terminal_id, compromised_terminals)
-    traffic.fraud[s2], traffic.scenario[s2] = 1, 2
-    s3 = np.isin(traffic.customer_id, compromised_customers) & (
-        takeover_draw < CUSTOMER_COMPROMISE_SHARE
-    )
-    traffic.amount[s3] = np.round(traffic.amount[s3] * CUSTOMER_COMPROMISE_MULTIPLIER, 2)
-    traffic.fraud[s3], traffic.scenario[s3] = 1, 3
-
-
-def _card_testing(world: SimulationWorld, rng: np.random.Generator, strength: float) -> _DayTraffic:
-    """Scenario 4: small night-time payments on stolen cards at terminals all over the grid.
-
-    The victims are ordinary customers and the amounts are below their usual spend, so
-    neither the amount rule nor the compromised-terminal/customer history catches it.
-    """
-    expected_victims = CARD_TESTING_VICTIM_SHARE_PER_STRENGTH * strength * world.n_customers
-    n_victims = min(int(rng.poisson(expected_victims)), world.n_customers)
-    victims = rng.choice(world.n_customers, size=n_victims, replace=False).astype(np.int64)
-    lo, hi = CARD_TESTING_TX_PER_VICTIM
-    cust = np.repeat(victims, rng.integers(lo, hi + 1, n_victims))
-    n = cust.size
-    return _DayTraffic(
-        seconds=rng.integers(1, NIGHT_END_S, n).astype(np.int64),
-        customer_id=cust,
-        terminal_id=rng.integers(0, world.n_terminals, n).astype(np.int64),
-        amount=np.round(rng.uniform(*CARD_TESTING_AMOUNT, n), 2),
-        fraud=np.ones(n, np.int8),
-        scenario=np.full(n, 4, np.int8),
-    )
-
-
-#: Card-testing bursts: victims per day as a share of customers, payments per burst, the
-#: burst's length, and the small amounts a fraudster tries before the big one.
-CARD_TESTING_BURST_VICTIM_SHARE_PER_STRENGTH: Final = 0.004
-CARD_TESTING_BURST_TX: Final = (5, 15)
-CARD_TESTING_BURST_SECONDS: Final = 600
-CARD_TESTING_BURST_AMOUNT: Final = (0.5, 5.0)
-
-
-def _card_testing_bursts(
-    world: SimulationWorld, rng: np.random.Generator, strength: float
-) -> _DayTraffic:
-    """Scenario 5: a stolen card is tested with a burst of small payments within minutes.
-
-    Each amount alone looks harmless (below the customer's usual spend, at terminals in
-    their area); only how many payments the card made in the last minutes gives it away --
-    a velocity feature, and only when the online state moves with every payment.
-    """
-    expected = CARD_TESTING_BURST_VICTIM_SHARE_PER_STRENGTH * strength * world.n_customers
-    n_victims = min(int(rng.poisson(expected)), world.n_customers)
-    reachable = np.flatnonzero(np.diff(world.terminal_offsets) > 0)
-    victims = rng.choice(reachable, size=min(n_victims, len(reachable)), replace=False)
-    lo, hi = CARD_TESTING_BURST_TX
-    per_victim = rng.integers(lo, hi + 1, len(victims))
-    cust = np.repeat(victims.astype(np.int64), per_victim)
-    start = np.repeat(
-        rng.integers(1, SECONDS_PER_DAY - CARD_TESTING_BURST_SECONDS, len(victims)), per_victim
-    )
-    seconds = start + rng.integers(0, CARD_TESTING_BURST_SECONDS, cust.size)
-    n_available = np.diff(world.terminal_offsets)[cust]
-    pick = (rng.random(cust.size) * n_available).astype(np.int64)
-    return _DayTraffic(
-        seconds=seconds.astype(np.int64),
-        customer_id=cust,
-        terminal_id=world.available_terminals[world.terminal_offsets[cust] + pick],
-        amount=np.round(rng.uniform(*CARD_TESTING_BURST_AMOUNT, cust.size), 2),
-        fraud=np.ones(cust.size, np.int8),
-        scenario=np.full(cust.size, 5, np.int8),
-    )
-
-
 def _simulate_day(
     world: SimulationWorld,
     seed: int,
     day: int,
-    compromises: _Compromises,
+    compromises: Compromises,
     drift: DriftScenario,
     strength: float,
     first_unseen_terminal_id: int,
-) -> _DayTraffic:
+) -> DayTraffic:
     traffic, takeover_draw = _genuine_traffic(world, seed, day)
     drift_rng = _rng(seed, _STREAM_DRIFT, day)
     n = traffic.seconds.size
@@ -386,16 +254,20 @@ def _simulate_day(
             0, world.n_terminals, int(unseen.sum())
         )
     compromised_terminals, compromised_customers = compromises.active(day)
-    _add_frauds(traffic, takeover_draw, compromised_terminals, compromised_customers)
+    add_frauds(traffic, takeover_draw, compromised_terminals, compromised_customers)
     if drift == "amount_shift":
         genuine = traffic.fraud == 0
         factor = 1.0 + AMOUNT_SHIFT_PER_STRENGTH * strength
         traffic.amount[genuine] = np.round(traffic.amount[genuine] * factor, 2)
     elif drift in ("new_fraud_pattern", "card_testing"):
-        make = _card_testing if drift == "new_fraud_pattern" else _card_testing_bursts
-        testing = make(world, drift_rng, strength)
-        traffic = _DayTraffic(
-            *(np.concatenate([getattr(traffic, f), getattr(testing, f)]) for f in _DAY_FIELDS)
+        if drift == "new_fraud_pattern":
+            testing = card_testing(drift_rng, strength, world.n_customers, world.n_terminals)
+        else:
+            testing = card_testing_bursts(
+                drift_rng, strength, world.terminal_offsets, world.available_terminals
+            )
+        traffic = DayTraffic(
+            *(np.concatenate([getattr(traffic, f), getattr(testing, f)]) for f in DAY_FIELDS)
         )
     return traffic.subset(np.argsort(traffic.seconds, kind="stable"))
 
@@ -418,11 +290,11 @@ def _simulate_days(
     t, c = _draw_compromises(
         params.seed, range(draw_from, first_day + n_days), world.n_terminals, world.n_customers
     )
-    compromises = _Compromises(draw_from, t, c)
+    compromises = Compromises(draw_from, t, c)
     unseen_from = (
         world.n_terminals if first_unseen_terminal_id is None else first_unseen_terminal_id
     )
-    days: list[tuple[int, _DayTraffic]] = []
+    days: list[tuple[int, DayTraffic]] = []
     for day in tqdm(
         range(first_day, first_day + n_days), desc="simulating", unit="day", disable=not progress
     ):
@@ -434,7 +306,7 @@ def _simulate_days(
 
 
 def _to_frame(
-    days: list[tuple[int, _DayTraffic]], params: SimulateParams, first_transaction_id: int
+    days: list[tuple[int, DayTraffic]], params: SimulateParams, first_transaction_id: int
 ) -> pd.DataFrame:
     start_ns = pd.Timestamp(params.start_date).value
     seconds = np.concatenate(
@@ -516,35 +388,3 @@ def simulate_next_days(
         origin_day=min(0, first_day),
         progress=progress,
     )
-
-
-#: Columns of a label event: which transaction (and terminal), when it happened, when the
-#: chargeback / confirmed fraud became known, and the label.
-LABEL_EVENT_COLUMNS: Final = (
-    TRANSACTION_ID,
-    TERMINAL_ID,
-    TX_DATETIME,
-    "label_datetime",
-    TX_FRAUD,
-)
-
-
-def label_events(transactions: pd.DataFrame, label_delay_days: int) -> pd.DataFrame:
-    """The chargebacks of ``transactions``: one event per fraud, ``label_delay_days`` later.
-
-    Genuine transactions send no event (no chargeback means genuine), as in a card
-    issuer's feed; events are in arrival order.
-    """
-    frauds = transactions.loc[transactions[TX_FRAUD] == 1]
-    events = pd.DataFrame(
-        {
-            TRANSACTION_ID: frauds[TRANSACTION_ID].to_numpy(np.int64),
-            TERMINAL_ID: frauds[TERMINAL_ID].to_numpy(np.int64),
-            TX_DATETIME: frauds[TX_DATETIME].to_numpy(),
-            "label_datetime": (
-                frauds[TX_DATETIME] + pd.Timedelta(days=label_delay_days)
-            ).to_numpy(),
-            TX_FRAUD: np.ones(len(frauds), np.int8),
-        }
-    )
-    return events.sort_values("label_datetime", kind="stable").reset_index(drop=True)

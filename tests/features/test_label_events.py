@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import redis
 
-from data.simulate import label_events
+from data.scenarios import label_events
 from features.label_events import FileLabelConsumer, RedisLabelConsumer, events_from_frame, publish
 from features.online_state import LabelEvent
 from features.online_state_redis import RedisLiveState

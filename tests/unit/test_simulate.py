@@ -6,12 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.schema import TRANSACTION_COLUMNS, TRANSACTION_DTYPES
-from data.simulate import (
+from data.scenarios import (
     CUSTOMER_COMPROMISE_DAYS,
     FRAUD_AMOUNT_THRESHOLD,
     NIGHT_END_S,
     TERMINAL_COMPROMISE_DAYS,
+)
+from data.schema import TRANSACTION_COLUMNS, TRANSACTION_DTYPES
+from data.simulate import (
     compromised_on,
     generate_customer_profiles,
     generate_terminal_profiles,
