@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from prometheus_client import CollectorRegistry
 
 from data.files import live_batches
 from data.schema import TRANSACTION_COLUMNS, TRANSACTION_ID, TX_DATETIME
@@ -27,7 +28,7 @@ from features.definitions import FEATURE_NAMES
 from fraudops.config import FeaturizeParams, load_params
 from fraudops.paths import paths
 from monitoring.outputs import build_summary, default_prediction_log_dir, exit_code, fail, publish
-from monitoring.prometheus import Gauge, exposition, push, pushgateway_url, write_textfile
+from monitoring.prometheus import add_gauge, push, pushgateway_url, write_textfile
 from monitoring.window import MonitoringInputError, read_log, transaction_features
 
 #: Two values are equal when they differ by at most this share of the offline value.
@@ -127,25 +128,33 @@ def compare_served(
     )
 
 
-def skew_gauges(summary: dict) -> list[Gauge]:
+def skew_gauges(summary: dict) -> CollectorRegistry:
     """The skew job's metrics from its JSON summary."""
     stats = summary["statistics"]
-    per_feature = Gauge(
+    registry = CollectorRegistry()
+    add_gauge(
+        registry,
+        "fraud_feature_skew_share",
+        "Share of logged transactions whose served vector differs from the offline one",
+        [({}, stats["mismatch_share"])],
+    )
+    add_gauge(
+        registry,
         "fraud_feature_skew_feature_share",
         "Share of logged transactions whose served value of a feature differs from offline",
+        [
+            ({"feature": feature}, share)
+            for feature, share in stats["feature_mismatch_share"].items()
+        ],
+        labelnames=("feature",),
     )
-    for feature, share in stats["feature_mismatch_share"].items():
-        per_feature.add(share, feature=feature)
-    return [
-        Gauge(
-            "fraud_feature_skew_share",
-            "Share of logged transactions whose served vector differs from the offline one",
-        ).add(stats["mismatch_share"]),
-        per_feature,
-        Gauge("fraud_skew_last_run_timestamp_seconds", "When the skew job last finished").add(
-            time.time()
-        ),
-    ]
+    add_gauge(
+        registry,
+        "fraud_skew_last_run_timestamp_seconds",
+        "When the skew job last finished",
+        [({}, time.time())],
+    )
+    return registry
 
 
 def _html(summary: dict, examples: pd.DataFrame) -> str:
@@ -239,11 +248,11 @@ def run_skew_job(
         metrics={},
         experiment=None,
     )
-    text = exposition(skew_gauges(summary))
-    write_textfile(text, Path(summary["artifacts"]["metrics"]))
+    registry = skew_gauges(summary)
+    write_textfile(registry, Path(summary["artifacts"]["metrics"]))
     gateway = pushgateway_url()
     if gateway:
-        push(text, gateway, job="fraud-skew")
+        push(registry, gateway, job="fraud-skew")
     return summary
 
 

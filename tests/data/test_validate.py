@@ -85,7 +85,7 @@ BAD_DATA = {
     "unknown scenario": (
         _set("tx_fraud_scenario", 9),
         DEFAULTS,
-        "tx_fraud_scenario: must be one of (0, 1, 2, 3, 4), got 9",
+        "tx_fraud_scenario: must be one of (0, 1, 2, 3, 4, 5), got 9",
     ),
     "fraud without scenario": (
         lambda df: _set("tx_fraud_scenario", 0)(_set("tx_fraud", 1)(df)),
