@@ -98,7 +98,7 @@ def champion_version(r: Rehearsal) -> str | None:
 def step_pipeline(r: Rehearsal) -> str:
     """The pipeline in containers: validate -> training set -> train -> evaluate -> register."""
     # heavy: imports kfp and the trainer; only the pipeline step needs it
-    from pipelines.run_local import PipelineFailed, highlights
+    from pipelines.run_local import PipelineFailed, gates_from_log
 
     with environment(r.host_env()):
         try:
@@ -106,7 +106,10 @@ def step_pipeline(r: Rehearsal) -> str:
         except PipelineFailed as exc:
             raise StepFailed(f"pipeline: {exc}") from None
         version = champion_version(r)
-    gates = [line for line in highlights((r.logs / "pipeline.log").read_text()) if "GATE" in line]
+    gates = gates_from_log((r.logs / "pipeline.log").read_text())
     if version is None:
-        raise StepFailed(f"no @champion after the run: {gates[-1] if gates else 'no gate line'}")
-    return f"@champion = version {version}; " + " | ".join(g.split(" — ")[0] for g in gates)
+        last = gates[-1]["line"] if gates else "no gate line"
+        raise StepFailed(f"no @champion after the run: {last}")
+    return f"@champion = version {version}; " + " | ".join(
+        f"GATE {g['gate']}: {g['verdict']}" for g in gates
+    )
