@@ -48,7 +48,8 @@ def run_pipeline_in_containers(r: Rehearsal, log_name: str) -> Path:
 
     # heavy: kfp, the trainer and MLflow; only the pipeline steps need them
     from pipelines.compile import compiled_pipeline_path
-    from pipelines.run_local import PipelineFailed, PipelineInputs, _plain
+    from pipelines.console import plain
+    from pipelines.run_local import PipelineFailed, PipelineInputs
     from training.tracking import dvc_data_hash, git_commit
 
     root = Path(tempfile.mkdtemp(prefix="pipeline-", dir=r.workdir))
@@ -77,7 +78,7 @@ def run_pipeline_in_containers(r: Rehearsal, log_name: str) -> Path:
         try:
             task = pipeline(**inputs.as_arguments())
         except RuntimeError as exc:
-            raise PipelineFailed(_plain(one_line(exc))) from None
+            raise PipelineFailed(plain(one_line(exc))) from None
         finally:
             os.umask(umask)
     return Path(task.output.path)

@@ -75,6 +75,8 @@ def test_replayed_live_days_are_served_the_offline_vectors(live_project: Project
     result = live_project.python(
         "-m",
         "monitoring.skew",
+        "--source",
+        str(log),
         "--start",
         first.isoformat(),
         "--end",
