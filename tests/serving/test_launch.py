@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,10 +11,20 @@ from pathlib import Path
 from .conftest import World, free_port
 
 
+def _own_feature_repo(world: World) -> Path:
+    """A copy of the world's feature repo: the launched levels fold the samples into its live
+    state, and the session's other servers must not see transactions dated months ahead."""
+    repo = world.root / "launch-feature-repo"
+    if not repo.exists():
+        shutil.copytree(world.feature_repo, repo)
+    return repo
+
+
 def _launch(world: World, *args: str) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "FRAUD_PROJECT_ROOT": str(world.root),
+        "FRAUD_FEAST_REPO": str(_own_feature_repo(world)),
         "MLFLOW_TRACKING_URI": world.tracking_uri,
         # The launch demo posts serving/samples (dated after the project's data, months
         # after this test world's history): the replay clock may not refuse them here.
