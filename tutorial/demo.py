@@ -259,11 +259,13 @@ def traffic(demo: DemoContext) -> str:
     )
 
 
-def live_skew(demo: DemoContext, first: pd.Timestamp, last: pd.Timestamp) -> str:
-    """The skew job on the live days: served vectors vs the offline definition (its JSON)."""
-    end = f"{last + pd.Timedelta(microseconds=1):%Y-%m-%dT%H:%M:%S.%f}"
+def monitoring_job(demo: DemoContext, job: str, start: str, end: str) -> dict:
+    """Run ``monitoring.<job>`` over [start, end), show its console, return its JSON summary.
+
+    Exit 3 is a finding (drift, skew), not a failure; anything else but 0 stops the step.
+    """
     result = subprocess.run(
-        [demo.py, "-m", "monitoring.skew", "--start", f"{first:%Y-%m-%dT%H:%M:%S}", "--end", end],
+        [demo.py, "-m", f"monitoring.{job}", "--start", start, "--end", end],
         check=False,
         cwd=demo.root,
         text=True,
@@ -272,9 +274,15 @@ def live_skew(demo: DemoContext, first: pd.Timestamp, last: pd.Timestamp) -> str
     )
     _indented(result.stdout.strip().splitlines())
     if result.returncode not in (0, 3):
-        raise StepFailed(f"skew job exited {result.returncode}")
-    summary = json.loads((paths(demo.root).reports_dir / "skew" / "skew_summary.json").read_text())
-    stats = summary["statistics"]
+        raise StepFailed(f"{job} job exited {result.returncode}")
+    summary_file = paths(demo.root).reports_dir / job / f"{job}_summary.json"
+    return json.loads(summary_file.read_text())
+
+
+def live_skew(demo: DemoContext, first: pd.Timestamp, last: pd.Timestamp) -> str:
+    """The skew job on the live days: served vectors vs the offline definition (its JSON)."""
+    end = f"{last + pd.Timedelta(microseconds=1):%Y-%m-%dT%H:%M:%S.%f}"
+    stats = monitoring_job(demo, "skew", f"{first:%Y-%m-%dT%H:%M:%S}", end)["statistics"]
     return (
         f"served features equal to training's on {stats['equal_share']:.2%} of "
         f"{stats['transactions']:,} live transactions"
@@ -289,18 +297,7 @@ def drift(demo: DemoContext) -> str:
             raise StepFailed(f"no {name} day of traffic: the traffic step did not run")
         start = f"{day.tx_datetime.min():%Y-%m-%d}"
         end = f"{day.tx_datetime.max().normalize() + pd.Timedelta(days=1):%Y-%m-%d}"
-        result = subprocess.run(
-            [demo.py, "-m", "monitoring.drift", "--start", start, "--end", end],
-            check=False,
-            cwd=demo.root,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        _indented(result.stdout.strip().splitlines())
-        if result.returncode not in (0, 3):
-            raise StepFailed(f"drift job exited {result.returncode}")
-        summary = json.loads((demo.root / "reports" / "drift" / "drift_summary.json").read_text())
+        summary = monitoring_job(demo, "drift", start, end)
         named = ", ".join(summary["drifted_features"]) or "scores only"
         found = f"DRIFT in {named}" if summary["drift_detected"] else "no drift"
         lines.append(f"{name} day: {found}")
