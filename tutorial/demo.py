@@ -259,13 +259,10 @@ def traffic(demo: DemoContext) -> str:
     )
 
 
-def monitoring_job(demo: DemoContext, job: str, start: str, end: str) -> dict:
-    """Run ``monitoring.<job>`` over [start, end), show its console, return its JSON summary.
-
-    Exit 3 is a finding (drift, skew), not a failure; anything else but 0 stops the step.
-    """
+def _run_finding(demo: DemoContext, command: list[str]) -> None:
+    """Run a monitoring job and show its console; exit 3 is a finding, other non-zero stops."""
     result = subprocess.run(
-        [demo.py, "-m", f"monitoring.{job}", "--start", start, "--end", end],
+        command,
         check=False,
         cwd=demo.root,
         text=True,
@@ -274,7 +271,15 @@ def monitoring_job(demo: DemoContext, job: str, start: str, end: str) -> dict:
     )
     _indented(result.stdout.strip().splitlines())
     if result.returncode not in (0, 3):
-        raise StepFailed(f"{job} job exited {result.returncode}")
+        raise StepFailed(f"{command[2]} exited {result.returncode}")
+
+
+def monitoring_job(demo: DemoContext, job: str, start: str, end: str) -> dict:
+    """Run ``monitoring.<job>`` over [start, end), show its console, return its JSON summary.
+
+    Exit 3 is a finding (drift, skew), not a failure; anything else but 0 stops the step.
+    """
+    _run_finding(demo, [demo.py, "-m", f"monitoring.{job}", "--start", start, "--end", end])
     summary_file = paths(demo.root).reports_dir / job / f"{job}_summary.json"
     return json.loads(summary_file.read_text())
 
@@ -324,17 +329,7 @@ def canary(demo: DemoContext) -> str:
     # A candidate that lost offline is shown on live traffic but never promoted by it.
     won = demo.candidate_won
     command = [demo.py, "-m", "monitoring.canary", *([] if won else ["--no-apply"])]
-    result = subprocess.run(
-        command,
-        check=False,
-        cwd=demo.root,
-        text=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    _indented(result.stdout.strip().splitlines())
-    if result.returncode not in (0, 3):
-        raise StepFailed(f"canary exited {result.returncode}")
+    _run_finding(demo, command)
     report = json.loads(paths(demo.root).canary_verdict.read_text())
     verdict = f"canary verdict: {report['verdict']['action'].upper()}"
     if won:
