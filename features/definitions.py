@@ -43,6 +43,8 @@ WINDOWS_DAYS: Final[tuple[int, ...]] = (1, 7, 30)
 RATIO_WINDOW_DAYS: Final = 30
 #: A transaction before this hour (UTC) counts as a night transaction.
 NIGHT_END_HOUR: Final = 6
+#: The largest value the model can read: XGBoost scores float32.
+FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 
 #: Timestamp column of the Feast offline sources (rows valid from this instant on).
 EVENT_TIMESTAMP: Final = "event_timestamp"
@@ -393,7 +395,9 @@ def assemble_features(
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = amount / customer[f"customer_mean_amount_{RATIO_WINDOW_DAYS}d"]
     # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
-    ratio[~np.isfinite(ratio)] = np.nan
+    # Nor does a mean of sub-cent amounts: the model reads float32, and a ratio beyond its
+    # range would be infinite there (and refused by the predictor's input check).
+    ratio[~(np.abs(ratio) <= FLOAT32_MAX)] = np.nan
 
     if velocity is None:
         velocity = {name: np.full(n, np.nan) for name in VELOCITY_FEATURES}

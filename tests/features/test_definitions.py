@@ -283,6 +283,15 @@ def test_a_zero_mean_gives_a_missing_ratio_not_infinity() -> None:
     assert np.isnan(training_set(history).iloc[1]["customer_amount_ratio_30d"])
 
 
+def test_a_ratio_beyond_float32_is_missing_as_the_model_could_not_read_it() -> None:
+    # A mean of sub-cent amounts makes the ratio finite in float64 but infinite in float32.
+    history = transactions_from([(0.0, 1, 10, 1e-200, 0), (1.0, 1, 10, 25.0, 0)])
+    ratio = training_set(history)["customer_amount_ratio_30d"]
+    assert np.isnan(ratio.iloc[1])
+    ordinary = transactions_from([(0.0, 1, 10, 10.0, 0), (1.0, 1, 10, 25.0, 0)])
+    assert training_set(ordinary)["customer_amount_ratio_30d"].iloc[1] == pytest.approx(2.5)
+
+
 def test_bad_inputs_name_the_column_or_key() -> None:
     history = transactions_from([(0.0, 1, 10, 10.0, 0)])
     with pytest.raises(ValueError, match="tx_fraud: required column missing from transactions"):

@@ -56,11 +56,8 @@ def _chain_on_copy(world: World, name: str) -> Iterator[Chain]:
         "FRAUD_FEAST_REPO": str(repo),
         "FRAUD_RELOAD_INTERVAL_SECONDS": "0",
         "FRAUD_MAX_BATCH_SIZE": "100",
-        # Open defect (issues #12/#15): with live updates on, a 10- or 100-transaction batch
-        # is answered differently from the same transactions one by one. This test pins
-        # batching of the lookup and scoring path; the live path's own order is covered by
-        # tests/serving/test_live_updates.py.
-        "FRAUD_LIVE_UPDATES": "false",
+        # Live updates on, as served: each chain folds every transaction into its own state.
+        "FRAUD_LIVE_UPDATES": "true",
     }
     with level4_chain(root, env) as started:
         yield started
