@@ -38,9 +38,12 @@ logger = logging.getLogger("serving.compiled")
 #: larger batches go to a worker thread, so the loop is never held for long.
 COMPILED_MAX_ROWS = 32
 
-#: Agreement required with ``inplace_predict``: float32 sums in the same order differ, if
-#: at all, by float32 rounding of the sigmoid.
-PROBABILITY_TOLERANCE = 1e-6
+#: Agreement required with ``inplace_predict``: none. Margins are summed and the sigmoid
+#: taken in float32 as XGBoost does, so the probabilities are its own to the bit: a
+#: probability sitting on a decision threshold (thresholds are chosen among scores) must
+#: get the same decision whichever path scored it. A libm whose expf differs from the one
+#: XGBoost calls fails the check, and the booster keeps scoring.
+PROBABILITY_TOLERANCE = 0.0
 
 
 class UnsupportedBooster(ValueError):
@@ -218,7 +221,11 @@ def _walk(X, roots, nodes, thresholds, leaf_value, depth, shift, base, margins, 
         for t in range(n_trees):
             total += leaf_value[at[t]]
         margins[r] = total
-        probabilities[r] = 1.0 / (1.0 + np.exp(-np.float64(total)))
+        # XGBoost's own sigmoid (common::Sigmoid), in float32: expf clamped at 88.7, + 1e-16.
+        exponent = min(-total, np.float32(88.7))
+        probabilities[r] = np.float32(1.0) / (
+            np.exp(exponent) + np.float32(1.0) + np.float32(1e-16)
+        )
 
 
 @functools.cache
@@ -267,7 +274,7 @@ class CompiledForest:
         self._walk = compiled_walk()
 
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Margins (float32, XGBoost's exactly) and probabilities (float64) per row of
+        """Margins and probabilities (float32 values, XGBoost's exactly; float64 array) per row of
         ``X``: C-contiguous float32 ``[n, n_features]`` in the model's feature order."""
         f, layout = self.forest, self.layout
         if X.dtype != np.float32 or X.ndim != 2 or X.shape[1] != f.n_features:
