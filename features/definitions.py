@@ -22,6 +22,7 @@ risks NaN (XGBoost's native "missing"), and ``unknown_customer`` / ``unknown_ter
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Final
 
 import numpy as np
@@ -122,6 +123,11 @@ def _naive_utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).dt.tz_localize(None)
 
 
+def _after(first: float, values: np.ndarray) -> np.ndarray:
+    # np.r_[first, values] without its index-trick overhead (~10 µs a call, per request).
+    return np.concatenate(([first], values))
+
+
 def _group_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     # reduceat rejects an empty index list; an empty history simply has no rows.
     return np.add.reduceat(values, starts) if len(starts) else np.zeros(0)
@@ -139,19 +145,19 @@ class _EntityTimeline:
         entity, time_ns = entity[order], time_ns[order]
         # Transactions of one entity at the same instant form one row: none sees the other.
         starts = np.flatnonzero(
-            np.r_[True, (entity[1:] != entity[:-1]) | (time_ns[1:] != time_ns[:-1])]
+            _after(True, (entity[1:] != entity[:-1]) | (time_ns[1:] != time_ns[:-1]))
         )
         self.entity = entity[starts]
         self.time_ns = time_ns[starts]
         self._cumsum = {
-            name: np.r_[0.0, np.cumsum(_group_sums(v[order].astype(np.float64), starts))]
+            name: _after(0.0, np.cumsum(_group_sums(v[order].astype(np.float64), starts)))
             for name, v in values.items()
         }
         # Times are replaced by their rank among all row times, so entity * stride + rank
         # fits in int64 for any data size (raw nanoseconds times an entity id would not).
-        code = np.cumsum(np.r_[False, self.entity[1:] != self.entity[:-1]], dtype=np.int64)
+        code = np.cumsum(_after(False, self.entity[1:] != self.entity[:-1]), dtype=np.int64)
         sorted_times = np.sort(self.time_ns)
-        self._times = sorted_times[np.r_[True, sorted_times[1:] != sorted_times[:-1]]]
+        self._times = sorted_times[_after(True, sorted_times[1:] != sorted_times[:-1])]
         self._stride = np.int64(len(self._times) + 1)
         self._entity_base = code * self._stride
         self._key = self._entity_base + np.searchsorted(self._times, self.time_ns) + 1
@@ -260,40 +266,39 @@ def state_horizon_days(label_delay_days: int) -> int:
     return max(WINDOWS_DAYS) + label_delay_days
 
 
-def latest_customer_row(time_us: np.ndarray, amount: np.ndarray) -> dict[str, float]:
-    """The customer's row after its last transaction, from its transactions (one entity).
-
-    The live update path calls this with the entity's recent transactions (at least the
-    last ``state_horizon_days``): the same timeline and windows as
-    :func:`compute_entity_features`, so an online row equals the offline one.
-    """
+def _rows_after(time_us, values, columns, names) -> tuple[np.ndarray, np.ndarray]:
     timeline = _EntityTimeline(
         np.zeros(len(time_us), np.int64),
         np.asarray(time_us, np.int64) * 1000,
-        {"n": np.ones(len(time_us)), "amount": np.asarray(amount, np.float64)},
+        {"n": np.ones(len(time_us)), **values},
     )
-    return {name: float(values[-1]) for name, values in _customer_columns(timeline).items()}
+    found = columns(timeline)
+    return timeline.time_ns // 1000, np.column_stack([found[n].astype(np.float64) for n in names])
 
 
-def latest_terminal_row(
+def customer_rows_after(time_us: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One customer's rows, ``(instants_us, rows)``, from its transactions (any order).
+
+    ``rows[k]`` (CUSTOMER_FEATURES order) is the row after its transactions at the distinct
+    instant ``instants_us[k]`` (ascending): a transaction at ``t`` sees the row of the last
+    instant before ``t``. The live path passes the entity's recent transactions (at least
+    ``state_horizon_days``): the windows of :func:`compute_entity_features`, online as offline.
+    """
+    amounts = {"amount": np.asarray(amount, np.float64)}
+    return _rows_after(time_us, amounts, _customer_columns, CUSTOMER_FEATURES)
+
+
+def terminal_rows_after(
     time_us: np.ndarray, amount: np.ndarray, fraud: np.ndarray, label_delay_days: int
-) -> dict[str, float]:
-    """The terminal's row after its last transaction (see :func:`latest_customer_row`).
+) -> tuple[np.ndarray, np.ndarray]:
+    """One terminal's rows (TERMINAL_FEATURES order; see :func:`customer_rows_after`).
 
     ``fraud`` holds the labels known so far (0 where no chargeback arrived): only those of
-    transactions at least ``label_delay_days`` before the row enter its risk.
+    transactions at least ``label_delay_days`` before a row enter its risk.
     """
-    timeline = _EntityTimeline(
-        np.zeros(len(time_us), np.int64),
-        np.asarray(time_us, np.int64) * 1000,
-        {
-            "n": np.ones(len(time_us)),
-            "amount": np.asarray(amount, np.float64),
-            "fraud": np.asarray(fraud, np.float64),
-        },
-    )
-    columns = _terminal_columns(timeline, label_delay_days)
-    return {name: float(values[-1]) for name, values in columns.items()}
+    values = {"amount": np.asarray(amount, np.float64), "fraud": np.asarray(fraud, np.float64)}
+    columns = partial(_terminal_columns, delay=label_delay_days)
+    return _rows_after(time_us, values, columns, TERMINAL_FEATURES)
 
 
 def velocity_features(
@@ -314,7 +319,7 @@ def velocity_features(
     history_time_ns = np.asarray(history_time_ns, np.int64)
     order = np.lexsort((history_time_ns, history_entity))
     h_entity, h_time = np.asarray(history_entity, np.int64)[order], history_time_ns[order]
-    amount_sum = np.r_[0.0, np.cumsum(np.asarray(history_amount, np.float64)[order])]
+    amount_sum = _after(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
     entities = np.unique(h_entity)
     times = np.unique(h_time)
     stride = np.int64(len(times) + 1)
@@ -340,30 +345,75 @@ def velocity_features(
     return columns
 
 
-def _entity_block(
-    rows: pd.DataFrame, counts: tuple[str, ...], others: tuple[str, ...], n: int, what: str
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Looked-up aggregates as float columns, with counts 0 where the entity is unknown."""
+def _entity_block(rows: pd.DataFrame, columns: tuple[str, ...], n: int, what: str) -> np.ndarray:
+    """Looked-up aggregates as a float matrix in ``columns`` order (NaN row: unknown entity)."""
     if len(rows) != n:
         raise ValueError(f"{what}: must have one row per request ({n}), got {len(rows)}")
-    columns = list(counts + others)
-    _require_columns(rows, tuple(columns), what)
+    _require_columns(rows, columns, what)
     try:
         # Column by column: cheaper for one row than selecting a sub-frame, same for millions.
-        block = np.column_stack([rows[c].to_numpy(np.float64) for c in columns])
+        return np.column_stack([rows[c].to_numpy(np.float64) for c in columns])
     except (TypeError, ValueError):  # None or numeric text (from some store): parse them
-        block = rows[columns].apply(pd.to_numeric).to_numpy(np.float64)
-    # A known entity's row always counts its own transaction, so a missing count means no row.
-    unknown = np.isnan(block[:, : len(counts)]).all(axis=1)
-    block[np.ix_(unknown, np.arange(len(counts)))] = 0.0
-    return {name: block[:, j] for j, name in enumerate(columns)}, unknown
+        return rows[list(columns)].apply(pd.to_numeric).to_numpy(np.float64)
 
 
-def _weekday_and_hour(when: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Day of week (Monday = 0) and hour of naive-UTC datetimes, without pandas accessors."""
-    ns = when.to_numpy("datetime64[ns]").view(np.int64)
-    days, day_ns = np.divmod(ns, 86_400 * 10**9)
-    return (days + 3) % 7, day_ns // (3_600 * 10**9)  # 1970-01-01 was a Thursday (3)
+#: Where each group of features sits in a FEATURE_NAMES row.
+_VELOCITY_AT = FEATURE_NAMES.index(VELOCITY_FEATURES[0])
+_CUSTOMER_AT = FEATURE_NAMES.index(CUSTOMER_FEATURES[0])
+_TERMINAL_AT = FEATURE_NAMES.index(TERMINAL_FEATURES[0])
+
+
+def feature_values(
+    time_ns: np.ndarray,
+    amount: np.ndarray,
+    customer: np.ndarray,
+    terminal: np.ndarray,
+    velocity: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """THE feature vectors: ``(values, unknown_customer, unknown_terminal)``.
+
+    ``values`` is float64 ``(n, len(FEATURE_NAMES))`` in model order. Inputs, row for row:
+    ``time_ns`` the naive-UTC transaction instants (int64 ns), ``amount`` the request
+    amounts, ``customer`` / ``terminal`` the looked-up rows in CUSTOMER_FEATURES /
+    TERMINAL_FEATURES order (a NaN row = unknown entity: counts 0, the rest missing) and
+    ``velocity`` the :func:`velocity_features` (None: not known, so missing). Training
+    (:func:`assemble_features`) and the serving lookup (one row, no frame) both end here.
+    """
+    values = np.empty((len(amount), len(FEATURE_NAMES)))
+    customer_block = values[:, _CUSTOMER_AT : _CUSTOMER_AT + len(CUSTOMER_FEATURES)]
+    customer_block[:] = customer
+    terminal_block = values[:, _TERMINAL_AT : _TERMINAL_AT + len(TERMINAL_FEATURES)]
+    terminal_block[:] = terminal
+    unknown = []
+    for block, n_counts in (
+        (customer_block, len(CUSTOMER_TX_COUNT)),
+        (terminal_block, len(TERMINAL_TX_COUNT)),
+    ):
+        # A known entity's row always counts its own transaction: no count means no row.
+        missing = np.isnan(block[:, :n_counts]).all(axis=1)
+        block[missing, :n_counts] = 0.0
+        unknown.append(missing)
+    days, day_ns = np.divmod(np.asarray(time_ns, np.int64), 86_400 * 10**9)
+    weekday, hour = (days + 3) % 7, day_ns // (3_600 * 10**9)  # 1970-01-01 was a Thursday (3)
+    amount = np.asarray(amount, np.float64)
+    mean = customer_block[:, CUSTOMER_FEATURES.index(f"customer_mean_amount_{RATIO_WINDOW_DAYS}d")]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = amount / mean
+    # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
+    # Nor does a mean of sub-cent amounts: the model reads float32, and a ratio beyond its
+    # range would be infinite there (and refused by the predictor's input check).
+    ratio[~(np.abs(ratio) <= FLOAT32_MAX)] = np.nan
+    request = {
+        TX_AMOUNT: amount,
+        "tx_during_weekend": (weekday >= 5).astype(np.float64),
+        "tx_during_night": (hour < NIGHT_END_HOUR).astype(np.float64),
+        CUSTOMER_AMOUNT_RATIO: ratio,
+    }
+    for j, name in enumerate(REQUEST_FEATURES):
+        values[:, j] = request[name]
+    for j, name in enumerate(VELOCITY_FEATURES):
+        values[:, _VELOCITY_AT + j] = np.nan if velocity is None else velocity[name]
+    return values, unknown[0], unknown[1]
 
 
 def assemble_features(
@@ -377,42 +427,21 @@ def assemble_features(
     ``requests`` needs ``tx_datetime`` (naive = UTC) and ``tx_amount``; ``customer_rows`` and
     ``terminal_rows`` hold the looked-up aggregates aligned row by row with ``requests``
     (a row of NaN = unknown entity); ``velocity`` the :func:`velocity_features` of the
-    requests (None: not known, so missing). Training calls it over millions of rows, the serving
-    transformer over one: the same code path, in NumPy so that one row costs microseconds
-    rather than the milliseconds of pandas' per-call overhead. The result keeps
-    ``requests``' index.
+    requests (None: not known, so missing). The frame form of :func:`feature_values`; the
+    result keeps ``requests``' index.
     """
     _require_columns(requests, (TX_DATETIME, TX_AMOUNT), "requests")
     n = len(requests)
-    customer, unknown_customer = _entity_block(
-        customer_rows, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT, n, "customer_rows"
+    values, unknown_customer, unknown_terminal = feature_values(
+        _naive_utc(requests[TX_DATETIME]).to_numpy("datetime64[ns]").view(np.int64),
+        pd.to_numeric(requests[TX_AMOUNT]).to_numpy(np.float64),
+        _entity_block(customer_rows, CUSTOMER_FEATURES, n, "customer_rows"),
+        _entity_block(terminal_rows, TERMINAL_FEATURES, n, "terminal_rows"),
+        velocity,
     )
-    terminal, unknown_terminal = _entity_block(
-        terminal_rows, TERMINAL_TX_COUNT, TERMINAL_RISK, n, "terminal_rows"
-    )
-    weekday, hour = _weekday_and_hour(_naive_utc(requests[TX_DATETIME]))
-    amount = pd.to_numeric(requests[TX_AMOUNT]).to_numpy(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = amount / customer[f"customer_mean_amount_{RATIO_WINDOW_DAYS}d"]
-    # A zero mean (only zero amounts so far) gives no usable ratio: missing, not infinite.
-    # Nor does a mean of sub-cent amounts: the model reads float32, and a ratio beyond its
-    # range would be infinite there (and refused by the predictor's input check).
-    ratio[~(np.abs(ratio) <= FLOAT32_MAX)] = np.nan
-
-    if velocity is None:
-        velocity = {name: np.full(n, np.nan) for name in VELOCITY_FEATURES}
-    columns = {
-        **velocity,
-        TX_AMOUNT: amount,
-        "tx_during_weekend": (weekday >= 5).astype(np.float64),
-        "tx_during_night": (hour < NIGHT_END_HOUR).astype(np.float64),
-        CUSTOMER_AMOUNT_RATIO: ratio,
-        **customer,
-        **terminal,
-    }
     return pd.DataFrame(
         {
-            **{name: columns[name] for name in FEATURE_NAMES},
+            **{name: values[:, j] for j, name in enumerate(FEATURE_NAMES)},
             UNKNOWN_CUSTOMER: unknown_customer,
             UNKNOWN_TERMINAL: unknown_terminal,
         },

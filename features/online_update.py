@@ -11,8 +11,8 @@ For a batch of validated transactions, under the state's lock for their entities
    before the entity's newest one (late, or at the same instant) or a second one of the
    entity in the batch, it is computed from the entity's retained transactions;
 3. new transactions join their entities' histories; each touched entity's latest row is
-   recomputed with ``features.definitions`` and written through
-   ``FeatureStore.write_to_online_store`` (the feature views stay the source of truth);
+   recomputed with ``features.definitions`` and written to the feature views through the
+   Feast provider's ``online_write_batch`` (:mod:`features.online_rows`);
 4. the state commits last: a crash before it leaves the transactions unapplied, and the
    client's retry recomputes exactly the rows already written.
 """
@@ -29,27 +29,40 @@ import pandas as pd
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME
 from features.definitions import (
-    CUSTOMER_FEATURES,
-    CUSTOMER_TX_COUNT,
     CUSTOMER_VIEW,
-    EVENT_TIMESTAMP,
-    TERMINAL_FEATURES,
-    TERMINAL_TX_COUNT,
     TERMINAL_VIEW,
     VELOCITY_FEATURES,
-    latest_customer_row,
-    latest_terminal_row,
+    customer_rows_after,
+    terminal_rows_after,
     velocity_features,
 )
+from features.online_rows import OnlineRows, stamp_us
 from features.online_state import DAY_US, EntityHistory, LiveState, LiveTransaction
 
 EventClock = Literal["server", "replay"]
 
-#: ``(customer_ids, terminal_ids) -> (customer_rows, terminal_rows, customer_ts, terminal_ts)``:
-#: the online rows (NaN rows for unknown ids) and their event timestamps in µs (-1 = none).
-RowReader = Callable[
-    [list[int], list[int]], tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]
-]
+
+@dataclass(frozen=True)
+class LiveRequests:
+    """A batch of validated transactions as plain columns, in request order."""
+
+    transaction_id: list[int]
+    customer_id: list[int]
+    terminal_id: list[int]
+    amount: list[float]
+    #: µs since the epoch, naive UTC: the microsecond instants of the offline definition
+    time_us: list[int]
+
+    @classmethod
+    def of(cls, transactions: Sequence[object]) -> LiveRequests:
+        """From validated transactions (attributes named as in ``data.schema``)."""
+        return cls(
+            [int(getattr(t, TRANSACTION_ID)) for t in transactions],
+            [int(getattr(t, CUSTOMER_ID)) for t in transactions],
+            [int(getattr(t, TERMINAL_ID)) for t in transactions],
+            [float(getattr(t, TX_AMOUNT)) for t in transactions],
+            [stamp_us(getattr(t, TX_DATETIME)) for t in transactions],
+        )
 
 
 class EventTimeRejected(ValueError):
@@ -81,11 +94,6 @@ class UpdateOutcome:
     applied: int
     duplicates: int
     late: int
-
-
-def _to_us(moments: pd.Series) -> np.ndarray:
-    # Same flooring as the offline definition: microsecond instants.
-    return moments.to_numpy("datetime64[ns]").view(np.int64) // 1000
 
 
 def _iso(time_us: int) -> str:
@@ -121,22 +129,32 @@ def check_event_times(
             )
 
 
-def _nan_row(columns: tuple[str, ...]) -> dict[str, float]:
-    return dict.fromkeys(columns, np.nan)
+#: One entity's rows after each of its instants: ``(instants_us, rows)`` (see
+#: :func:`features.definitions.customer_rows_after`).
+RowsAfter = tuple[np.ndarray, np.ndarray]
 
 
-def customer_row_as_of(history: EntityHistory, time_us: int) -> dict[str, float]:
-    """The customer's row a transaction at ``time_us`` sees (NaN row: unknown customer)."""
-    times, amounts, _ = history.before(time_us)
-    return latest_customer_row(times, amounts) if len(times) else _nan_row(CUSTOMER_FEATURES)
+def rows_of_customer(history: EntityHistory) -> RowsAfter:
+    """The customer's row after each instant of its retained transactions."""
+    times, amounts, _ = history.arrays()
+    return customer_rows_after(times, amounts)
 
 
-def terminal_row_as_of(history: EntityHistory, time_us: int, delay_days: int) -> dict[str, float]:
-    """The terminal's row a transaction at ``time_us`` sees (NaN row: unknown terminal)."""
-    times, amounts, frauds = history.before(time_us)
-    if not len(times):
-        return _nan_row(TERMINAL_FEATURES)
-    return latest_terminal_row(times, amounts, frauds, delay_days)
+def rows_of_terminal(history: EntityHistory, delay_days: int) -> RowsAfter:
+    """The terminal's row after each instant of its retained transactions (labels known)."""
+    times, amounts, frauds = history.arrays()
+    return terminal_rows_after(times, amounts, frauds, delay_days)
+
+
+def row_before(rows: RowsAfter, time_us: int) -> np.ndarray:
+    """The row a transaction at ``time_us`` sees: the last instant's before it (NaN: none).
+
+    A row only depends on the transactions up to its instant, so the rows of a history that
+    already holds the transaction (or later ones) give it exactly the offline row.
+    """
+    instants, values = rows
+    k = int(np.searchsorted(instants, time_us, side="left"))
+    return values[k - 1] if k else np.full(values.shape[1], np.nan)
 
 
 def customer_velocity(history: EntityHistory, time_us: int) -> dict[str, float]:
@@ -157,147 +175,137 @@ class OnlineFeatureUpdater:
 
     def __init__(
         self,
-        store,
+        rows: OnlineRows,
         state: LiveState,
         label_delay_days: int,
         policy: EventTimePolicy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.store = store
+        self.rows = rows
         self.state = state
         self.label_delay_days = label_delay_days
         self.policy = policy
         self.clock = clock
 
     def _now_us(self) -> int:
-        now = self.clock()
-        if now.tzinfo is not None:
-            now = now.astimezone(UTC).replace(tzinfo=None)
-        return int(pd.Timestamp(now).value // 1000)
+        return stamp_us(self.clock())
 
     def serve_and_apply(
-        self, requests: pd.DataFrame, read_rows: RowReader
-    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray], UpdateOutcome]:
-        """Rows and velocity for ``requests`` (aligned); then the online store includes them."""
-        customer_ids = requests[CUSTOMER_ID].astype(np.int64).tolist()
-        terminal_ids = requests[TERMINAL_ID].astype(np.int64).tolist()
-        times_us = _to_us(requests[TX_DATETIME])
+        self, requests: LiveRequests
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], UpdateOutcome]:
+        """``(customer_rows, terminal_rows, velocity, outcome)`` for ``requests``, row for
+        row (rows in CUSTOMER_FEATURES / TERMINAL_FEATURES order, NaN rows for unknown
+        entities); then the online store includes them."""
+        customer_ids, terminal_ids = requests.customer_id, requests.terminal_id
+        times_us = np.asarray(requests.time_us, np.int64)
         with self.state.session(customer_ids, terminal_ids) as session:
             check_event_times(times_us, session.watermark_us(), self.policy, self._now_us())
-            customers = session.customer_histories(customer_ids)
-            terminals = session.terminal_histories(terminal_ids)
-            applied = session.applied(requests[TRANSACTION_ID].tolist())
-            customer_rows, terminal_rows, customer_ts, terminal_ts = read_rows(
-                customer_ids, terminal_ids
+            batch = _Batch(
+                session.customer_histories(customer_ids),
+                session.terminal_histories(terminal_ids),
+                session.applied(requests.transaction_id),
+                self.label_delay_days,
             )
-            velocity = {name: np.zeros(len(requests)) for name in VELOCITY_FEATURES}
-            # Plain arrays while fixing rows one by one: a pandas .loc write costs ~100x more.
-            customer_values = customer_rows[list(CUSTOMER_FEATURES)].to_numpy(np.float64)
-            terminal_values = terminal_rows[list(TERMINAL_FEATURES)].to_numpy(np.float64)
-            new, outcome = self._serve(
+            customer_rows, customer_ts = self.rows.read(CUSTOMER_VIEW, customer_ids)
+            terminal_rows, terminal_ts = self.rows.read(TERMINAL_VIEW, terminal_ids)
+            velocity = {name: np.zeros(len(times_us)) for name in VELOCITY_FEATURES}
+            batch.serve(
                 requests,
-                times_us,
-                (customers, terminals),
-                applied,
-                (customer_values, terminal_values),
+                (customer_rows, terminal_rows),
                 (customer_ts, terminal_ts),
                 velocity,
             )
-            customer_rows[list(CUSTOMER_FEATURES)] = customer_values
-            terminal_rows[list(TERMINAL_FEATURES)] = terminal_values
-            if new:
-                touched_c = {t.customer_id: customers[t.customer_id] for t in new}
-                touched_t = {t.terminal_id: terminals[t.terminal_id] for t in new}
-                self._write_rows(
-                    touched_c, touched_t, customer_ids, terminal_ids, customer_ts, terminal_ts
-                )
-                session.append(new)
-        return customer_rows, terminal_rows, velocity, outcome
+            if batch.new:
+                stored_c = dict(zip(customer_ids, customer_ts.tolist()))
+                stored_t = dict(zip(terminal_ids, terminal_ts.tolist()))
+                for view, latest, histories, stored in (
+                    (CUSTOMER_VIEW, batch.latest_c, batch.customers, stored_c),
+                    (TERMINAL_VIEW, batch.latest_t, batch.terminals, stored_t),
+                ):
+                    stamps = [_row_stamp(histories[i], stored.get(i, -1)) for i in latest]
+                    self.rows.write(view, list(latest), list(latest.values()), stamps)
+                session.append(batch.new)
+        return customer_rows, terminal_rows, velocity, batch.outcome()
 
-    def _serve(
-        self,
-        requests: pd.DataFrame,
-        times_us: np.ndarray,
-        histories: tuple[dict[int, EntityHistory], dict[int, EntityHistory]],
-        applied: set[int],
-        rows: tuple[np.ndarray, np.ndarray],
-        stamps: tuple[np.ndarray, np.ndarray],
-        velocity: dict[str, np.ndarray],
-    ) -> tuple[list[LiveTransaction], UpdateOutcome]:
-        """Fix the rows Feast cannot give and fill ``velocity`` (in place); what to append."""
-        customers, terminals = histories
-        customer_rows, terminal_rows = rows
-        customer_ts, terminal_ts = stamps
-        new: list[LiveTransaction] = []
-        touched_c: set[int] = set()
-        touched_t: set[int] = set()
-        duplicates = late = 0
-        columns = zip(
-            requests[TRANSACTION_ID].tolist(),
-            requests[CUSTOMER_ID].tolist(),
-            requests[TERMINAL_ID].tolist(),
-            requests[TX_AMOUNT].tolist(),
-        )
-        for i, (tx_id, customer, terminal, amount) in enumerate(columns):
-            t = int(times_us[i])
-            c_history, t_history = customers[customer], terminals[terminal]
-            c_last, t_last = c_history.last_time_us(), t_history.last_time_us()
-            if not _feast_row_fits(customer in touched_c, c_last, int(customer_ts[i]), t):
-                row = customer_row_as_of(c_history, t)
-                customer_rows[i] = [row[c] for c in CUSTOMER_FEATURES]
-            if not _feast_row_fits(terminal in touched_t, t_last, int(terminal_ts[i]), t):
-                row = terminal_row_as_of(t_history, t, self.label_delay_days)
-                terminal_rows[i] = [row[c] for c in TERMINAL_FEATURES]
-            for name, values in customer_velocity(c_history, t).items():
-                velocity[name][i] = values
-            if tx_id in applied:
-                duplicates += 1
-                continue
-            if (c_last is not None and t < c_last) or (t_last is not None and t < t_last):
-                late += 1
-            tx = LiveTransaction(int(tx_id), t, int(customer), int(terminal), float(amount))
-            c_history.insert(tx)
-            t_history.insert(tx)
-            touched_c.add(customer)
-            touched_t.add(terminal)
-            applied.add(tx_id)
-            new.append(tx)
-        return new, UpdateOutcome(len(new), duplicates, late)
 
-    def _write_rows(
+class _Batch:
+    """One request's pass over its transactions, in order, against the entities' histories."""
+
+    def __init__(
         self,
         customers: dict[int, EntityHistory],
         terminals: dict[int, EntityHistory],
-        customer_ids: Sequence[int],
-        terminal_ids: Sequence[int],
-        customer_ts: np.ndarray,
-        terminal_ts: np.ndarray,
+        applied: set[int],
+        label_delay_days: int,
     ) -> None:
-        """Each touched entity's latest row into Feast's online store."""
-        stored_c = dict(zip(customer_ids, customer_ts.tolist()))
-        stored_t = dict(zip(terminal_ids, terminal_ts.tolist()))
-        delay = self.label_delay_days
-        self.store.write_to_online_store(
-            CUSTOMER_VIEW,
-            _rows_frame(
-                CUSTOMER_ID,
-                {i: latest_customer_row(*h.arrays()[:2]) for i, h in customers.items()},
-                {i: _row_stamp(h, stored_c.get(i, -1)) for i, h in customers.items()},
-                CUSTOMER_TX_COUNT,
-            ),
+        self.customers, self.terminals = customers, terminals
+        self.applied = applied
+        self.delay = label_delay_days
+        self.new: list[LiveTransaction] = []
+        #: each touched entity's latest row, for the online store
+        self.latest_c: dict[int, np.ndarray] = {}
+        self.latest_t: dict[int, np.ndarray] = {}
+        self.duplicates = self.late = 0
+
+    def outcome(self) -> UpdateOutcome:
+        """What the pass did to the state."""
+        return UpdateOutcome(len(self.new), self.duplicates, self.late)
+
+    def serve(
+        self,
+        requests: LiveRequests,
+        rows: tuple[np.ndarray, np.ndarray],
+        stamps: tuple[np.ndarray, np.ndarray],
+        velocity: dict[str, np.ndarray],
+    ) -> None:
+        """Fix the rows Feast cannot give and fill ``velocity`` (in place); collect the new.
+
+        Each entity's rows are computed once per transaction, on its history with the
+        transaction in it: the row before the transaction is what it is served, the last
+        row what the online store gets.
+        """
+        customer_rows, terminal_rows = rows
+        customer_ts, terminal_ts = stamps
+        columns = zip(
+            requests.transaction_id,
+            requests.customer_id,
+            requests.terminal_id,
+            requests.amount,
+            requests.time_us,
         )
-        self.store.write_to_online_store(
-            TERMINAL_VIEW,
-            _rows_frame(
-                TERMINAL_ID,
-                {i: latest_terminal_row(*h.arrays(), delay) for i, h in terminals.items()},
-                {i: _row_stamp(h, stored_t.get(i, -1)) for i, h in terminals.items()},
-                TERMINAL_TX_COUNT,
-            ),
-        )
+        for i, (tx_id, customer, terminal, amount, t) in enumerate(columns):
+            c_history, t_history = self.customers[customer], self.terminals[terminal]
+            c_last, t_last = c_history.last_time_us(), t_history.last_time_us()
+            c_fits = _feast_row_fits(customer in self.latest_c, c_last, int(customer_ts[i]), t)
+            t_fits = _feast_row_fits(terminal in self.latest_t, t_last, int(terminal_ts[i]), t)
+            for name, values in customer_velocity(c_history, t).items():
+                velocity[name][i] = values
+            new = tx_id not in self.applied
+            if new:
+                if (c_last is not None and t < c_last) or (t_last is not None and t < t_last):
+                    self.late += 1
+                tx = LiveTransaction(tx_id, t, customer, terminal, amount)
+                c_history.insert(tx)
+                t_history.insert(tx)
+                self.applied.add(tx_id)
+                self.new.append(tx)
+            else:
+                self.duplicates += 1
+            if new or not c_fits:
+                after = rows_of_customer(c_history)
+                if not c_fits:
+                    customer_rows[i] = row_before(after, t)
+                if new:
+                    self.latest_c[customer] = after[1][-1]
+            if new or not t_fits:
+                after = rows_of_terminal(t_history, self.delay)
+                if not t_fits:
+                    terminal_rows[i] = row_before(after, t)
+                if new:
+                    self.latest_t[terminal] = after[1][-1]
 
 
-def _feast_row_fits(touched: bool, last_us: int | None, stamp_us: int, time_us: int) -> bool:
+def _feast_row_fits(touched: bool, last_us: int | None, row_us: int, time_us: int) -> bool:
     """Whether the row Feast holds is the one a transaction at ``time_us`` must see.
 
     It is when it already includes the entity's newest transaction (its stamp is past it --
@@ -308,7 +316,7 @@ def _feast_row_fits(touched: bool, last_us: int | None, stamp_us: int, time_us: 
         return False
     if last_us is None:  # nothing retained: Feast's row (or none) is all there is
         return True
-    return stamp_us > last_us and time_us > last_us
+    return row_us > last_us and time_us > last_us
 
 
 def _row_stamp(history: EntityHistory, stored_us: int) -> int:
@@ -319,20 +327,3 @@ def _row_stamp(history: EntityHistory, stored_us: int) -> int:
     """
     natural = int(history.last_time_us()) + 1  # type: ignore[arg-type]
     return natural if natural > stored_us else stored_us + 1
-
-
-def _rows_frame(
-    key: str,
-    rows: dict[int, dict[str, float]],
-    stamps: dict[int, int],
-    counts: tuple[str, ...],
-) -> pd.DataFrame:
-    ids = list(rows)
-    columns: dict[str, np.ndarray] = {
-        key: np.asarray(ids, np.int64),
-        EVENT_TIMESTAMP: np.asarray([stamps[i] for i in ids], np.int64).astype("datetime64[us]"),
-    }
-    for column in next(iter(rows.values())):
-        values = np.asarray([rows[i][column] for i in ids], np.float64)
-        columns[column] = values.astype(np.int64) if column in counts else values
-    return pd.DataFrame(columns)  # one construction: inserting column by column costs ~10x

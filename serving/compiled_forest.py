@@ -38,11 +38,11 @@ logger = logging.getLogger("serving.compiled")
 #: larger batches go to a worker thread, so the loop is never held for long.
 COMPILED_MAX_ROWS = 32
 
-#: Agreement required with ``inplace_predict``: none. Margins are summed and the sigmoid
-#: taken in float32 as XGBoost does, so the probabilities are its own to the bit: a
-#: probability sitting on a decision threshold (thresholds are chosen among scores) must
-#: get the same decision whichever path scored it. A libm whose expf differs from the one
-#: XGBoost calls fails the check, and the booster keeps scoring.
+#: Agreement required with ``inplace_predict``: none. The margins are summed and the sigmoid
+#: taken in float32 as XGBoost does, so the probabilities are XGBoost's own; one float32 step
+#: off (another libm's ``expf``) could flip a decision at a threshold -- which is itself a
+#: float32 training score -- between a batch the booster scores and the same rows one by
+#: one, so a walk that is not exact is not used.
 PROBABILITY_TOLERANCE = 0.0
 
 
@@ -199,8 +199,8 @@ def _walk(X, roots, nodes, thresholds, leaf_value, depth, shift, base, margins, 
     trees' next nodes are independent loads, so the CPU fetches many at once instead of
     waiting on one tree's node after another -- the forest is cold in the cache when a
     request arrives, and those waits were most of the walk. Margins are summed in float32,
-    base margin first, trees in order -- as XGBoost's CPU predictor sums -- so they are
-    XGBoost's own, not merely close to them.
+    base margin first, trees in order -- as XGBoost's CPU predictor sums -- and the sigmoid
+    is XGBoost's float32 ``common::Sigmoid``, so both are XGBoost's own, not merely close.
     """
     n_trees = roots.shape[0]
     feature_mask = (1 << (shift - 1)) - 1
@@ -221,11 +221,10 @@ def _walk(X, roots, nodes, thresholds, leaf_value, depth, shift, base, margins, 
         for t in range(n_trees):
             total += leaf_value[at[t]]
         margins[r] = total
-        # XGBoost's own sigmoid (common::Sigmoid), in float32: expf clamped at 88.7, + 1e-16.
+        # XGBoost: min(-x, 88.7f), then 1.0f / (expf(x) + 1.0f + 1e-16f), all in float32.
         exponent = min(-total, np.float32(88.7))
-        probabilities[r] = np.float32(1.0) / (
-            np.exp(exponent) + np.float32(1.0) + np.float32(1e-16)
-        )
+        one = np.float32(1.0)
+        probabilities[r] = one / (np.exp(exponent) + one + np.float32(1e-16))
 
 
 @functools.cache
@@ -274,8 +273,9 @@ class CompiledForest:
         self._walk = compiled_walk()
 
     def score(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Margins and probabilities (float32 values, XGBoost's exactly; float64 array) per row of
-        ``X``: C-contiguous float32 ``[n, n_features]`` in the model's feature order."""
+        """Margins and probabilities (XGBoost's float32 values; probabilities held in a
+        float64 array) per row of ``X``: C-contiguous float32 ``[n, n_features]`` in the
+        model's feature order."""
         f, layout = self.forest, self.layout
         if X.dtype != np.float32 or X.ndim != 2 or X.shape[1] != f.n_features:
             raise ValueError(f"X: expected float32 [n, {f.n_features}], got {X.dtype} {X.shape}")

@@ -1,9 +1,12 @@
 """Raw transactions -> the model's feature vectors, online: the code L1, L2 and L4 share.
 
-Customer and terminal aggregates come from the Feast online store
-(``features.store.online_entity_features``); request-time features and the unknown-entity
-defaults come from ``features.definitions.assemble_features`` -- the very function training
-uses, so serving cannot drift from training by re-implementing a feature.
+Customer and terminal aggregates come from the Feast online store through its provider
+(:class:`features.online_rows.OnlineRows`: one read per entity kind per request);
+request-time features and the unknown-entity defaults come from
+``features.definitions.feature_values`` -- the very function training's
+``assemble_features`` ends in, so serving cannot drift from training by re-implementing a
+feature. Nothing here builds a DataFrame: for one transaction pandas' per-call overhead
+was most of the cost.
 """
 
 from __future__ import annotations
@@ -16,28 +19,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from pydantic import BaseModel
 
-from data.schema import CUSTOMER_ID, TERMINAL_ID
 from features.definitions import (
-    CUSTOMER_FEATURES,
     CUSTOMER_VIEW,
     FEATURE_NAMES,
-    FEATURE_SERVICE,
-    TERMINAL_FEATURES,
     TERMINAL_VIEW,
-    UNKNOWN_CUSTOMER,
-    UNKNOWN_TERMINAL,
-    assemble_features,
+    feature_values,
     state_horizon_days,
 )
 from features.live_state_engine import open_live_state
-from features.online_update import EventTimePolicy, EventTimeRejected, OnlineFeatureUpdater
+from features.online_rows import FeatureRepoIncomplete, OnlineRows
+from features.online_update import (
+    EventTimePolicy,
+    EventTimeRejected,
+    LiveRequests,
+    OnlineFeatureUpdater,
+)
 from features.store import feature_store
 from serving import metrics
 from serving.errors import InvalidRequest, OnlineStoreUnavailable
-from serving.schema import transaction_json, transactions_frame
+from serving.schema import transaction_json
 from serving.settings import ServingSettings
 
 logger = logging.getLogger("serving.lookup")
@@ -47,25 +49,13 @@ logger = logging.getLogger("serving.lookup")
 class FeatureBatch:
     """Validated transactions with their assembled features, row for row.
 
-    The frame from ``assemble_features`` is turned into arrays once (in the lookup thread),
-    so the answer, the upstream body and the prediction log reuse them without pandas.
+    The answer, the upstream body and the prediction log all read these arrays.
     """
 
     transactions: list[dict[str, Any]]
     values: np.ndarray  # float64, (n, len(FEATURE_NAMES)), FEATURE_NAMES order, NaN = missing
     unknown_customer: np.ndarray  # bool per transaction
     unknown_terminal: np.ndarray
-
-    @classmethod
-    def from_frame(cls, transactions: list[dict[str, Any]], features: pd.DataFrame) -> FeatureBatch:
-        """From ``assemble_features`` output (FEATURE_NAMES + unknown flags)."""
-        return cls(
-            transactions,
-            # Column by column: selecting 16 columns at once costs pandas ~0.3 ms per request.
-            np.column_stack([features[name].to_numpy(np.float64) for name in FEATURE_NAMES]),
-            features[UNKNOWN_CUSTOMER].to_numpy(bool),
-            features[UNKNOWN_TERMINAL].to_numpy(bool),
-        )
 
     def matrix(self, feature_names: tuple[str, ...] = FEATURE_NAMES) -> np.ndarray:
         """C-contiguous float32 rows in ``feature_names`` order (the model's input order)."""
@@ -82,10 +72,6 @@ class FeatureBatch:
     def feature_rows(self) -> list[list[float | None]]:
         """Rows in FEATURE_NAMES order as JSON lists, ``None`` where a value is missing."""
         return [[None if math.isnan(v) else v for v in row] for row in self.values.tolist()]
-
-
-class FeatureRepoIncomplete(RuntimeError):
-    """The applied feature repo lacks a view the model needs (re-apply the definitions)."""
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:
@@ -144,86 +130,12 @@ def _fast_sqlite_commits(store) -> None:
     connection.execute("PRAGMA busy_timeout=30000")
 
 
-class _ServiceReader:
-    """Reads the feature service's views straight from Feast's online store provider.
-
-    ``FeatureStore.get_online_features`` re-reads the registry protos, type-checks and
-    builds a request context on every call (~4 ms for one transaction here); the provider's
-    ``online_read`` -- the interface every Feast online store implements -- takes ~0.05 ms.
-    The views and their features are resolved once, from the same ``fraud_detector_v1``
-    service ``features.store.online_entity_features`` uses; the tests check both agree.
-    """
-
-    def __init__(self, store) -> None:
-
-        self.store = store
-        self.provider = store._get_provider()
-        service = store.get_feature_service(FEATURE_SERVICE)
-        self.views = {}
-        for projection in service.feature_view_projections:
-            view = store.get_feature_view(projection.name)
-            self.views[projection.name] = (view, [f.name for f in projection.features])
-        for required in (CUSTOMER_VIEW, TERMINAL_VIEW):
-            if required not in self.views:
-                raise FeatureRepoIncomplete(
-                    f"feature service {FEATURE_SERVICE}: view {required} missing"
-                )
-        self.customer_view, self.terminal_view = CUSTOMER_VIEW, TERMINAL_VIEW
-
-    def _rows(
-        self, view_name: str, key: str, ids: list[int], columns: tuple[str, ...]
-    ) -> tuple[pd.DataFrame, np.ndarray]:
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        view, names = self.views[view_name]
-        keys = [EntityKey(join_keys=[key], entity_values=[Value(int64_val=i)]) for i in ids]
-        found = self.provider.online_read(self.store.config, view, keys, names) if ids else []
-        values = np.full((len(ids), len(columns)), np.nan)
-        stamps = np.full(len(ids), -1, np.int64)  # the row's event_timestamp in µs; -1 = none
-        for i, (stamp, row) in enumerate(found):
-            if not row:
-                continue  # unseen id: a NaN row, which assemble_features flags as unknown
-            if stamp is not None:
-                stamps[i] = pd.Timestamp(stamp).value // 1000
-            for j, column in enumerate(columns):
-                value = row.get(column)
-                kind = value.WhichOneof("val") if value is not None else None
-                if kind is not None:
-                    values[i, j] = float(getattr(value, kind))
-        # One frame from columns (no insert afterwards: each pandas call costs ~50 µs here).
-        frame = pd.DataFrame(
-            {key: np.asarray(ids, dtype=np.int64), **dict(zip(columns, values.T, strict=True))}
-        )
-        return frame, stamps
-
-    def read_stamped(
-        self, customer_ids: list[int], terminal_ids: list[int]
-    ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, np.ndarray]:
-        """:meth:`read` plus each row's event timestamp in µs (-1 for unknown ids)."""
-
-        customer, customer_ts = self._rows(
-            self.customer_view, CUSTOMER_ID, customer_ids, CUSTOMER_FEATURES
-        )
-        terminal, terminal_ts = self._rows(
-            self.terminal_view, TERMINAL_ID, terminal_ids, TERMINAL_FEATURES
-        )
-        return customer, terminal, customer_ts, terminal_ts
-
-    def read(
-        self, customer_ids: list[int], terminal_ids: list[int]
-    ) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """``(customer_rows, terminal_rows)`` aligned with the ids, NaN rows for unknown ids."""
-        customer, terminal, _, _ = self.read_stamped(customer_ids, terminal_ids)
-        return customer, terminal
-
-
 class OnlineFeatureLookup:
     """The Feast online store of the settings, opened once and queried per request."""
 
     def __init__(self, settings: ServingSettings) -> None:
         self.settings = settings
-        self._reader: _ServiceReader | None = None
+        self._rows: OnlineRows | None = None
         self._updater: OnlineFeatureUpdater | None = None  # set when live_updates is on
         self._lock = threading.Lock()
 
@@ -233,10 +145,9 @@ class OnlineFeatureLookup:
             return f"Feast online store redis at {self.settings.redis_url}"
         return f"Feast online store sqlite of {self.settings.feast_repo_path()}"
 
-    def _open_reader(self) -> _ServiceReader:
-
+    def _open_rows(self) -> OnlineRows:
         with self._lock:
-            if self._reader is None:
+            if self._rows is None:
                 store = feature_store(
                     self.settings.feast_repo_path(),
                     online=self.settings.online_store,
@@ -247,14 +158,13 @@ class OnlineFeatureLookup:
                     _fail_fast_redis(store)
                 elif self.settings.live_updates:
                     _fast_sqlite_commits(store)
-                reader = _ServiceReader(store)
+                rows = OnlineRows(store)
                 if self.settings.live_updates:
-                    self._updater = self._live_updater(store)
-                self._reader = reader
-        return self._reader
+                    self._updater = self._live_updater(rows)
+                self._rows = rows
+        return self._rows
 
-    def _live_updater(self, store):
-
+    def _live_updater(self, rows: OnlineRows) -> OnlineFeatureUpdater:
         delay = self.settings.label_delay()
         horizon = state_horizon_days(delay)
         policy = EventTimePolicy(
@@ -266,35 +176,38 @@ class OnlineFeatureLookup:
             ),
             horizon_days=horizon,
         )
-        return OnlineFeatureUpdater(store, open_live_state(store, horizon), delay, policy)
+        return OnlineFeatureUpdater(rows, open_live_state(rows.store, horizon), delay, policy)
 
     def open(self) -> None:
         """Resolve the feature service and read one row, so the first request is not slow."""
         try:
-            self._open_reader().read([0], [0])
-        except _store_errors() as exc:
-            logger.warning("%s not readable yet: %s", self.describe(), exc)
+            self.entity_rows([0], [0])
+        except OnlineStoreUnavailable as exc:
+            logger.warning("%s not readable yet: %s", self.describe(), exc.message)
 
-    def entity_rows(self, customer_ids: list[int], terminal_ids: list[int]):
-        """``(customer_rows, terminal_rows)`` from the online store, or a 503 error."""
+    def entity_rows(
+        self, customer_ids: list[int], terminal_ids: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Customer and terminal rows (view column order, NaN rows for unknown ids), or a 503."""
         try:
-            return self._open_reader().read(customer_ids, terminal_ids)
+            rows = self._open_rows()
+            return (
+                rows.read(CUSTOMER_VIEW, customer_ids)[0],
+                rows.read(TERMINAL_VIEW, terminal_ids)[0],
+            )
         except _store_errors() as exc:
             raise self._unavailable(exc) from None
 
     def _served_and_applied(
-        self, requests: pd.DataFrame
-    ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+        self, requests: LiveRequests
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Each transaction's exact rows and velocity, then the transactions folded in."""
-
         try:
-            reader = self._open_reader()  # opens the updater with it (live_updates is on)
+            self._open_rows()  # opens the updater with it (live_updates is on)
             updater = self._updater
-            if updater is None:  # _open_reader opens it whenever live updates are on
+            if updater is None:  # _open_rows opens it whenever live updates are on
                 raise RuntimeError("live updates are on but the online-state updater is not open")
-            customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(
-                requests, reader.read_stamped
-            )
+            customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(requests)
         except EventTimeRejected as exc:
             raise InvalidRequest(
                 str(exc), [{"field": exc.field, "rule": exc.rule, "got": exc.got}]
@@ -316,14 +229,21 @@ class OnlineFeatureLookup:
         With live updates on, the transactions also move their entities' online rows before
         the answer leaves (read-your-writes for the caller's next request).
         """
-
-        requests = transactions_frame(transactions)
+        requests = LiveRequests.of(transactions)
         velocity = None  # without the live state, request-time velocity is not known: missing
         if self.settings.live_updates:
             customer_rows, terminal_rows, velocity = self._served_and_applied(requests)
         else:
             customer_rows, terminal_rows = self.entity_rows(
-                requests[CUSTOMER_ID].tolist(), requests[TERMINAL_ID].tolist()
+                requests.customer_id, requests.terminal_id
             )
-        features = assemble_features(requests, customer_rows, terminal_rows, velocity)
-        return FeatureBatch.from_frame([transaction_json(t) for t in transactions], features)
+        values, unknown_customer, unknown_terminal = feature_values(
+            np.asarray(requests.time_us, np.int64) * 1000,
+            np.asarray(requests.amount, np.float64),
+            customer_rows,
+            terminal_rows,
+            velocity,
+        )
+        return FeatureBatch(
+            [transaction_json(t) for t in transactions], values, unknown_customer, unknown_terminal
+        )

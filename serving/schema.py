@@ -13,8 +13,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Final
 
-import numpy as np
-import pandas as pd
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -248,19 +246,6 @@ def validate_transactions(payload: Any, max_batch_size: int) -> list[BaseModel]:
         raise invalid_request(exc.errors(include_url=False)) from None
     # A model made by create_model: the checker cannot know its fields.
     return list(request.instances)  # type: ignore[attr-defined]
-
-
-def transactions_frame(transactions: list[BaseModel]) -> pd.DataFrame:
-    """Validated transactions as a frame with the schema's columns and dtypes."""
-    # Column arrays built directly: a frame from row dicts costs ~0.5 ms per request.
-    return pd.DataFrame(
-        {
-            column: np.array(
-                [getattr(t, column) for t in transactions], dtype=TRANSACTION_DTYPES[column]
-            )
-            for column in REQUEST_COLUMNS
-        }
-    )
 
 
 def transaction_json(transaction: BaseModel) -> dict[str, Any]:

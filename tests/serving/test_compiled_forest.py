@@ -73,7 +73,7 @@ def train(params: dict, rounds: int = 40, seed: int = 0) -> xgboost.Booster:
     ],
     ids=["default-like", "stumps", "deep", "weighted-base-score", "exact", "boosted-forest"],
 )
-def test_margins_are_xgboosts_own(params: dict, rounds: int) -> None:
+def test_margins_and_probabilities_are_xgboosts_own(params: dict, rounds: int) -> None:
     booster = train(params, rounds)
     compiled = compile_forest(booster)
     edges = probe_rows(compiled.forest, 4000, seed=7)
@@ -82,7 +82,7 @@ def test_margins_are_xgboosts_own(params: dict, rounds: int) -> None:
         expected = booster.inplace_predict(X, predict_type="margin")
         # Same float32 sums in the same order: equal, not merely close.
         np.testing.assert_array_equal(compiled.margins(X), expected)
-        # And XGBoost's float32 sigmoid: a score on a decision threshold decides alike.
+        # And XGBoost's float32 sigmoid: a decision at a threshold cannot depend on the path.
         np.testing.assert_array_equal(compiled(X), booster.inplace_predict(X))
 
 
