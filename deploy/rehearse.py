@@ -21,8 +21,9 @@
    while serving keeps serving; the object store down during a pipeline run fails the run
    and leaves the champion where it was;
 
-then tears everything down. Exit 0 only when every step passed; 1 otherwise (the failing
-step's line says why); 2 when no container engine can be had (one line says how).
+then tears everything down. Every step has a time bound: one still running at its bound
+fails, naming what it waited on. Exit 0 only when every step passed; 1 otherwise (the
+failing step's line says why); 2 when no container engine can be had (one line says how).
 
 The steps live by job: ``deploy.rehearsal`` (the state and the step runner),
 ``deploy.rehearse_infra`` (1-4), ``deploy.rehearse_pipeline`` (5), ``deploy.rehearse_level5``
@@ -80,24 +81,29 @@ def teardown(r: Rehearsal) -> str:
     return f"{removed} containers removed, services stopped, database dropped"
 
 
-STEPS: tuple[tuple[str, Callable[[Rehearsal], str]], ...] = (
-    ("container engine", step_engine),
-    ("base image", step_base_image),
-    ("build images", step_build_images),
-    ("services", step_services),
-    ("mlflow (k8s/infra/mlflow)", step_mlflow),
-    ("data -> DVC remote on S3", step_data),
-    ("feast registry on S3 + Redis", step_feast),
-    ("pipeline in containers (kfp DockerRunner)", step_pipeline),
-    ("champion STORAGE_URI -> /mnt/models", step_champion),
-    ("level 5 from k8s/overlays/level5", step_level5),
-    ("smoke tests (deploy.smoke)", step_smoke),
-    ("traffic + prediction log to S3", step_traffic),
-    ("drift CronJob (k8s/infra/drift)", step_drift),
-    ("fault: wrong STORAGE_URI", step_fault_wrong_storage_uri),
-    ("fault: object store down while serving", step_fault_store_down_serving),
-    ("fault: object store down during a pipeline run", step_fault_store_down_pipeline),
+#: The steps in order, each with its time bound in seconds: a step still running at its
+#: bound fails naming what it waited on (generous: a cold machine installs, downloads and
+#: builds; a warm run takes a fraction of each).
+STEPS: tuple[tuple[str, Callable[[Rehearsal], str], float], ...] = (
+    ("container engine", step_engine, 600),
+    ("base image", step_base_image, 1200),
+    ("build images", step_build_images, 2400),
+    ("services", step_services, 120),
+    ("mlflow (k8s/infra/mlflow)", step_mlflow, 420),
+    ("data -> DVC remote on S3", step_data, 900),
+    ("feast registry on S3 + Redis", step_feast, 600),
+    ("pipeline in containers (kfp DockerRunner)", step_pipeline, 1800),
+    ("champion STORAGE_URI -> /mnt/models", step_champion, 420),
+    ("level 5 from k8s/overlays/level5", step_level5, 420),
+    ("smoke tests (deploy.smoke)", step_smoke, 180),
+    ("traffic + prediction log to S3", step_traffic, 420),
+    ("drift CronJob (k8s/infra/drift)", step_drift, 1000),
+    ("fault: wrong STORAGE_URI", step_fault_wrong_storage_uri, 600),
+    ("fault: object store down while serving", step_fault_store_down_serving, 300),
+    ("fault: object store down during a pipeline run", step_fault_store_down_pipeline, 1800),
 )
+#: Teardown's bound: removing containers and stopping services takes seconds.
+TEARDOWN_BOUND_S = 300
 
 
 def rehearse(root: Path, workdir: Path, keep: bool = False) -> Rehearsal:
@@ -105,12 +111,12 @@ def rehearse(root: Path, workdir: Path, keep: bool = False) -> Rehearsal:
     r = Rehearsal(root=root, workdir=workdir)
     r.logs.mkdir(parents=True, exist_ok=True)
     try:
-        for name, action in STEPS:
-            if not r.step(name, lambda action=action: action(r)):
+        for name, action, bound_s in STEPS:
+            if not r.step(name, lambda action=action: action(r), bound_s):
                 break
     finally:
         if not keep and r.engine is not None:
-            r.step("teardown", lambda: teardown(r))
+            r.step("teardown", lambda: teardown(r), TEARDOWN_BOUND_S)
     return r
 
 

@@ -19,11 +19,14 @@ from deploy.rehearsal import (
     StepFailed,
     local_images,
     render,
+    wait_exit,
 )
 from deploy.rehearse_services import BUCKET
 
 #: Where k8s/infra/drift's skew job reads the versioned transactions (`--transactions`).
 VERSIONED_TRANSACTIONS_KEY = "data/transactions.parquet"
+#: Seconds the drift CronJob's container may run (drift + skew on a few hundred records).
+DRIFT_JOB_EXIT_S = 900.0
 
 
 def step_traffic(r: Rehearsal) -> str:
@@ -78,7 +81,7 @@ def step_drift(r: Rehearsal) -> str:
     )
     before = set(r.store.keys("mlflow/"))
     container = r.run_container(plan, extra_hosts=r.cluster_hosts())
-    code = container.wait(timeout=900)["StatusCode"]
+    code = wait_exit(r, container, DRIFT_JOB_EXIT_S, "the drift CronJob's container")
     output = container.logs().decode("utf-8", "replace")
     (r.logs / "drift.log").write_text(output)
     if code != 0:

@@ -161,6 +161,7 @@ def step_data(r: Rehearsal) -> str:
     config = {
         "remote": {DVC_REMOTE: {"url": f"s3://{BUCKET}/dvc", "endpointurl": r.store.endpoint}}
     }
+    r.activity = f"pushing the data to s3://{BUCKET}/dvc"
     with environment(env), Repo(str(r.root), config=config) as repo:
         repo.push(targets=list(DATA_OUTPUTS.values()), remote=DVC_REMOTE)
         r.data_urls = remote_urls(r.root, DVC_REMOTE, config)

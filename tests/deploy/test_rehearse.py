@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import time
 from pathlib import Path
 
-from deploy import engine, rehearsal, rehearse, rehearse_infra, rehearse_level5, rehearse_pipeline
+import pytest
+
+from deploy import (
+    engine,
+    rehearsal,
+    rehearse,
+    rehearse_infra,
+    rehearse_level5,
+    rehearse_pipeline,
+    storage_initializer,
+)
 from deploy.manifests import build
 from deploy.pod_container import find, pod_of
-from deploy.rehearse_services import PostgresDatabase
+from deploy.rehearse_services import ObjectStore, PostgresDatabase
 from fraudops.config import project_root
 
 
@@ -74,3 +87,73 @@ def test_a_failing_step_is_one_line_and_stops_the_run(tmp_path: Path, capsys):
     line = capsys.readouterr().out.strip()
     assert line.startswith("FAIL") and line.endswith("services: object store: nothing answers")
     assert r.results[0].ok is False
+
+
+def test_every_step_has_a_time_bound():
+    assert all(bound > 0 for _, _, bound in rehearse.STEPS)
+
+
+def test_a_step_past_its_bound_fails_naming_what_it_waited_on(tmp_path: Path, capsys):
+    """A wait that would hang (here: an hour's sleep) is cut at the step's bound, one line."""
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
+
+    def hangs() -> str:
+        r.activity = "waiting for the predictor to exit"
+        time.sleep(3600)
+        return "never"
+
+    assert not r.step("fault: wrong STORAGE_URI", hangs, bound_s=0.2)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("FAIL") and "timed out: still running after its bound" in line
+    assert "while waiting for the predictor to exit" in line
+
+
+class _RunningContainer:
+    """A container that never exits on its own (the engine's view of a hung process)."""
+
+    def __init__(self) -> None:
+        self.status, self.killed = "running", False
+
+    def reload(self) -> None:
+        return None
+
+    def logs(self, tail: int = 5) -> bytes:
+        return b"INFO downloading s3://fraud-mlops/mlflow/1/models/m-1/artifacts\n"
+
+    def kill(self) -> None:
+        self.killed = True
+
+
+def test_a_container_past_its_bound_is_killed_and_named(tmp_path: Path):
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
+    container = _RunningContainer()
+    with pytest.raises(
+        rehearsal.StepFailed, match=r"the predictor: still running after 0s, killed"
+    ):
+        rehearsal.wait_exit(r, container, 0, "the predictor")
+    assert container.killed
+
+
+def test_a_host_command_past_its_bound_is_killed_and_named(tmp_path: Path):
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
+    r.logs.mkdir(parents=True)
+    sleeper = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(3600)"]
+    with pytest.raises(rehearsal.StepFailed, match=r"no result after 0s, killed \(see slow.log\)"):
+        rehearsal.run_host(sleeper, r, dict(os.environ), "slow.log", timeout_s=0.3)
+
+
+def test_the_storage_initializer_runs_as_a_process_of_its_own(tmp_path: Path, monkeypatch):
+    """KServe's download forks a pool: never from the rehearsal's multi-threaded process."""
+    calls = []
+    monkeypatch.setattr(rehearse_level5, "run_host", lambda command, *a, **k: calls.append(command))
+    r = _rehearsal(tmp_path)
+    r.store = ObjectStore("172.17.0.1")
+    rehearse_level5.storage_initializer(r, "s3://fraud-mlops/mlflow/1/r/artifacts/bundle", tmp_path)
+    assert calls[0][1:3] == ["-m", "deploy.storage_initializer"]
+
+
+def test_the_storage_initializer_names_the_uri_it_could_not_fetch(tmp_path: Path, capsys):
+    missing = (tmp_path / "no-such-model").as_uri()
+    assert storage_initializer.main([missing, str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {missing}: ")
