@@ -15,8 +15,9 @@
    own storage code, and level 5 started from ``kubectl kustomize k8s/overlays/level5``
    (predictor, explainer, transformer with the manifests' image, args, env, user and
    read-only root); ``python -m deploy.smoke`` against it;
-7. traffic, its prediction log shipped to S3, and the drift CronJob's container run from
-   its manifest (report to S3 through MLflow, metrics to the Pushgateway);
+7. live traffic (the day after the data), its prediction log shipped to S3 in the
+   shipper's format, and the drift CronJob's container run from its manifest (report to S3
+   through MLflow, metrics to the Pushgateway; the skew job must stay within its budget);
 8. the faults: a wrong STORAGE_URI stops the predictor naming it; the object store down
    while serving keeps serving; the object store down during a pipeline run fails the run
    and leaves the champion where it was;

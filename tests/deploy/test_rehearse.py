@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from deploy import (
     engine,
     rehearsal,
     rehearse,
+    rehearse_drift,
     rehearse_infra,
     rehearse_level5,
     rehearse_pipeline,
@@ -22,6 +25,8 @@ from deploy.manifests import build
 from deploy.pod_container import find, pod_of
 from deploy.rehearse_services import ObjectStore, PostgresDatabase
 from fraudops.config import project_root
+from monitoring.window import read_log
+from serving.prediction_log import read_prediction_log
 
 
 def _rehearsal(tmp_path: Path) -> rehearsal.Rehearsal:
@@ -157,3 +162,60 @@ def test_the_storage_initializer_names_the_uri_it_could_not_fetch(tmp_path: Path
     assert storage_initializer.main([missing, str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {missing}: ")
+
+
+def _skew_summary(mismatch_share: float) -> dict:
+    return {
+        "statistics": {
+            "transactions": 400,
+            "mismatch_share": mismatch_share,
+            "equal_share": 1 - mismatch_share,
+            "max_mismatch_share": 0.01,
+            "feature_mismatch_share": {"customer_tx_count_1d": mismatch_share},
+        }
+    }
+
+
+def test_skew_above_its_budget_fails_the_drift_step():
+    assert rehearse_drift.judge_skew(_skew_summary(0.0025)).startswith("skew: 99.750% of 400")
+    with pytest.raises(rehearsal.StepFailed, match=r"0\.000% of 400 .*'customer_tx_count_1d'"):
+        rehearse_drift.judge_skew(_skew_summary(1.0))
+
+
+def test_the_traffic_is_shipped_in_the_format_the_drift_job_reads(tmp_path: Path):
+    """Shipped as the transformer's sidecar ships it; read back by the jobs' own reader."""
+    served = tmp_path / "predictions"
+    served.mkdir()
+    (served / "predictions-20261130.jsonl").write_text(
+        (Path(__file__).parents[1] / "monitoring/data/vector-prediction-log.ndjson").read_text()
+    )
+    store = tmp_path / "store"
+
+    class Bucket:
+        def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
+            (store / Key).parent.mkdir(parents=True, exist_ok=True)
+            (store / Key).write_bytes(Body)
+
+    now = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+    [key] = rehearse_drift.ship_prediction_log(Bucket(), served, "prediction-log", now)
+    assert key.startswith(
+        f"prediction-log/date=2026-11-30/{int(now.timestamp())}-"
+    ) and key.endswith(".log.gz")
+    shipped = read_log((store / "prediction-log").as_uri())
+    assert (
+        shipped["transaction_id"].tolist() == read_prediction_log(served)["transaction_id"].tolist()
+    )
+
+
+def test_live_traffic_is_the_day_after_the_versioned_data():
+    validated = pd.DataFrame(
+        {
+            "transaction_id": [10, 11],
+            "tx_datetime": pd.to_datetime(["2026-04-30 10:00", "2026-04-30 23:59"]),
+            "terminal_id": [3, 4],
+        }
+    )
+    sent = rehearse_drift.live_traffic(validated, rows=50)
+    assert len(sent) == 50 and sent["tx_datetime"].is_monotonic_increasing
+    assert sent["tx_datetime"].min() >= pd.Timestamp("2026-05-01")
+    assert sent["transaction_id"].min() > 11
