@@ -86,6 +86,10 @@ IMAGES: tuple[ImageSpec, ...] = (
 )
 #: Needs a model bundle (``--build-arg MODEL_IMAGE``): built once a champion exists.
 LEVEL1 = ImageSpec("level1", "serving/docker/level1.Dockerfile")
+#: Every image a manifest can name.
+ALL_IMAGES: tuple[ImageSpec, ...] = (*IMAGES, LEVEL1)
+#: The image level 1's Dockerfile takes its model from (``MODEL_IMAGE``): the two bundle files.
+MODEL_IMAGE_DOCKERFILE = "FROM scratch\nCOPY model.ubj bundle.json /\n"
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,7 @@ class BuiltImage:
     seconds: float
 
 
-def local_image(manifest_image: str, specs: Iterable[ImageSpec] = IMAGES) -> str:
+def local_image(manifest_image: str, specs: Iterable[ImageSpec] = ALL_IMAGES) -> str:
     """The local tag for a manifest's image (ValueError when no Dockerfile builds it)."""
     repository = manifest_image.split("@")[0].rsplit(":", 1)[0] if "/" in manifest_image else ""
     for spec in specs:
@@ -280,6 +284,32 @@ def build_image(
         raise ImageBuildError(error)
     image = client.images.get(tag)
     return BuiltImage(spec.name, tag, int(image.attrs["Size"]), time.monotonic() - started)
+
+
+def build_model_image(client: Any, bundle_dir: Path, tag: str) -> str:
+    """An image holding ``/model.ubj`` and ``/bundle.json``: level 1's ``MODEL_IMAGE``.
+
+    What ``--build-context model=<dir>`` gives BuildKit, for a builder without named
+    contexts: the exported bundle, and nothing else, as a stage to copy from.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as context:
+        dockerfile = MODEL_IMAGE_DOCKERFILE.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        context.addfile(info, io.BytesIO(dockerfile))
+        for name in ("model.ubj", "bundle.json"):
+            context.add(bundle_dir / name, arcname=name)
+    buffer.seek(0)
+    chunks = client.api.build(
+        fileobj=buffer, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True
+    )
+    error = _build_error("the model image", chunks)
+    if error:
+        raise ImageBuildError(error)
+    return tag
 
 
 def extras_of(root: Path, spec: ImageSpec) -> tuple[str, ...]:

@@ -15,10 +15,12 @@
    own storage code, and level 5 started from ``kubectl kustomize k8s/overlays/level5``
    (predictor, explainer, transformer with the manifests' image, args, env, user and
    read-only root); ``python -m deploy.smoke`` against it;
-7. live traffic (the day after the data), its prediction log shipped to S3 in the
+7. level 1: the champion exported and baked into ``serving/docker/level1.Dockerfile``'s
+   image, started from ``k8s/overlays/level1``; ``python -m deploy.smoke`` against it;
+8. live traffic (the day after the data), its prediction log shipped to S3 in the
    shipper's format, and the drift CronJob's container run from its manifest (report to S3
    through MLflow, metrics to the Pushgateway; the skew job must stay within its budget);
-8. the faults: a wrong STORAGE_URI stops the predictor naming it; the object store down
+9. the faults: a wrong STORAGE_URI stops the predictor naming it; the object store down
    while serving keeps serving; the object store down during a pipeline run fails the run
    and leaves the champion where it was;
 
@@ -28,7 +30,8 @@ failing step's line says why); 2 when no container engine can be had (one line s
 
 The steps live by job: ``deploy.rehearsal`` (the state and the step runner),
 ``deploy.rehearse_infra`` (1-4), ``deploy.rehearse_pipeline`` (5), ``deploy.rehearse_level5``
-(6), ``deploy.rehearse_drift`` (7), ``deploy.rehearse_faults`` (8).
+(6), ``deploy.rehearse_level1`` (7), ``deploy.rehearse_drift`` (8), ``deploy.rehearse_faults``
+(9).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ from deploy.rehearse_infra import (
     step_mlflow,
     step_services,
 )
+from deploy.rehearse_level1 import step_level1
 from deploy.rehearse_level5 import step_champion, step_level5, step_smoke
 from deploy.rehearse_pipeline import step_pipeline
 from fraudops.config import project_root
@@ -97,6 +101,7 @@ STEPS: tuple[tuple[str, Callable[[Rehearsal], str], float], ...] = (
     ("champion STORAGE_URI -> /mnt/models", step_champion, 420),
     ("level 5 from k8s/overlays/level5", step_level5, 420),
     ("smoke tests (deploy.smoke)", step_smoke, 180),
+    ("level 1: champion baked in, k8s/overlays/level1, smoke", step_level1, 900),
     ("traffic + prediction log to S3", step_traffic, 420),
     ("drift CronJob (k8s/infra/drift)", step_drift, 1000),
     ("fault: wrong STORAGE_URI", step_fault_wrong_storage_uri, 600),

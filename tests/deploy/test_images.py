@@ -92,3 +92,27 @@ def test_the_shared_build_stage_is_built_once_before_the_parallel_builds(tmp_pat
     assert calls[0] == ("pipelines/Dockerfile", "build", "fraud-mlops-build-stage:rehearse")
     assert all(target is None for _, target, _ in calls[1:])
     assert [b.name for b in built] == [spec.name for spec in IMAGES]
+
+
+def test_level1_gets_its_model_as_an_image_of_the_two_bundle_files(tmp_path: Path):
+    """What --build-context model=<dir> gives BuildKit, for the classic builder."""
+    import io
+    import tarfile
+
+    from deploy import images
+
+    for name in ("model.ubj", "bundle.json", "registration.json"):
+        (tmp_path / name).write_text(name)
+    sent = {}
+
+    class FakeApi:
+        def build(self, **kwargs):
+            sent.update(kwargs)
+            return iter([{"stream": "Successfully built\n"}])
+
+    client = type("Client", (), {"api": FakeApi()})()
+    assert images.build_model_image(client, tmp_path, "m:1") == "m:1"
+    with tarfile.open(fileobj=io.BytesIO(sent["fileobj"].getvalue())) as context:
+        assert sorted(context.getnames()) == ["Dockerfile", "bundle.json", "model.ubj"]
+        dockerfile = context.extractfile("Dockerfile").read().decode()
+    assert dockerfile.startswith("FROM scratch") and sent["custom_context"] is True

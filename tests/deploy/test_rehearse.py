@@ -17,12 +17,13 @@ from deploy import (
     rehearse,
     rehearse_drift,
     rehearse_infra,
+    rehearse_level1,
     rehearse_level5,
     rehearse_pipeline,
     storage_initializer,
 )
 from deploy.manifests import build
-from deploy.pod_container import find, pod_of
+from deploy.pod_container import config_maps_of, find, plan_container, pod_of
 from deploy.rehearse_services import ObjectStore, PostgresDatabase
 from fraudops.config import project_root
 from monitoring.window import read_log
@@ -96,6 +97,7 @@ def test_a_failing_step_is_one_line_and_stops_the_run(tmp_path: Path, capsys):
 
 def test_every_step_has_a_time_bound():
     assert all(bound > 0 for _, _, bound in rehearse.STEPS)
+    assert "level 1" in " ".join(name for name, _, _ in rehearse.STEPS)
 
 
 def test_a_step_past_its_bound_fails_naming_what_it_waited_on(tmp_path: Path, capsys):
@@ -219,3 +221,21 @@ def test_live_traffic_is_the_day_after_the_versioned_data():
     assert len(sent) == 50 and sent["tx_datetime"].is_monotonic_increasing
     assert sent["tx_datetime"].min() >= pd.Timestamp("2026-05-01")
     assert sent["transaction_id"].min() > 11
+
+
+def test_level1_runs_the_locally_built_image_of_its_manifest(tmp_path: Path):
+    docs = build(project_root() / "k8s/overlays/level1")
+    pod = pod_of(find(docs, "Deployment", rehearse_level1.DEPLOYMENT))
+    assert (
+        rehearsal.local_images(
+            plan_container(
+                pod,
+                pod["containers"][0],
+                name="level1",
+                secrets=_rehearsal(tmp_path).secrets(),
+                config_maps=config_maps_of(docs),
+                volume_dir=tmp_path,
+            )
+        ).image
+        == "fraud-mlops-level1:rehearse"
+    )
