@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -253,13 +254,11 @@ def build_image(
     base: str,
     build_args: dict[str, str] | None = None,
     log: Path | None = None,
-    target: str | None = None,
 ) -> BuiltImage:
     """Build ``spec`` from the repo root with ``BASE_IMAGE=base``; the image and its size."""
     started = time.monotonic()
     chunks = []
-    # A stage alone gets a tag of its own, never the image's.
-    tag = f"{LOCAL_PREFIX}{target}-stage:{LOCAL_TAG}" if target else spec.tag
+    tag = spec.tag
     stream = client.api.build(
         path=str(root),
         dockerfile=spec.dockerfile,
@@ -268,9 +267,9 @@ def build_image(
         rm=True,
         forcerm=True,
         decode=True,
-        target=target,
     )
-    handle = log.open("a") if log else None
+    # Line-buffered: a build cut short at its bound leaves its log up to the last line.
+    handle = log.open("a", buffering=1) if log else None
     try:
         for chunk in stream:
             chunks.append(chunk)
@@ -317,6 +316,34 @@ def extras_of(root: Path, spec: ImageSpec) -> tuple[str, ...]:
     return tuple(re.findall(r"--extra (\w+)", (root / spec.dockerfile).read_text()))
 
 
+def in_parallel(jobs: list[Callable[[], BuiltImage]]) -> list[BuiltImage]:
+    """Run ``jobs`` at once, one thread each; their results in order, or the first error.
+
+    Daemon threads: a step cut short at its time bound (SIGALRM interrupts the join) leaves
+    no worker the interpreter would wait for at exit.
+    """
+    results: list[BuiltImage | BaseException | None] = [None] * len(jobs)
+
+    def run(index: int, job: Callable[[], BuiltImage]) -> None:
+        try:
+            results[index] = job()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread below
+            results[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i, job), daemon=True, name=f"build-{i}")
+        for i, job in enumerate(jobs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if isinstance(result, BuiltImage)]
+
+
 def build_all(
     connect: Callable[[], Any],
     root: Path,
@@ -326,12 +353,11 @@ def build_all(
 ) -> list[BuiltImage]:
     """Every image; the first of each set of extras in parallel, the rest from their layers.
 
-    A cold build spends most of its time downloading wheels into one venv per set of extras:
-    those downloads overlap. The other images of a set reuse its cached layers, so they
-    follow one by one. ``connect`` gives each thread a client of its own.
+    A cold build spends its time installing one venv per set of extras (unpacking wheels,
+    compiling bytecode, committing the layer): those run at once. The other images of a set
+    find its dependency layer cached (the same RUN on the same parent), so they follow one
+    by one in seconds. ``connect`` gives each thread a client of its own.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     specs = list(specs)
     first: dict[tuple[str, ...], ImageSpec] = {}
     for spec in specs:
@@ -341,13 +367,8 @@ def build_all(
         log = log_dir / f"build-{spec.name}.log" if log_dir else None
         return build_image(connect(), root, spec, base, log=log)
 
-    # The layers every Dockerfile's build stage shares (base, uv, the lock) are built once,
-    # first: built in parallel, each build would make its own copy of them, and the next
-    # run's cache lookup could then follow another build's copy and miss.
-    shared = specs[0]
-    build_image(connect(), root, shared, base, target="build")
-    with ThreadPoolExecutor(max_workers=len(first)) as pool:
-        built = {b.name: b for b in pool.map(build, first.values())}
+    leaders = list(first.values())
+    built = {b.name: b for b in in_parallel([lambda s=s: build(s) for s in leaders])}
     for spec in specs:
         if spec.name not in built:
             built[spec.name] = build(spec)
