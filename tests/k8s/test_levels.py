@@ -72,6 +72,32 @@ def test_level2_reads_the_registry_uri_and_alias_from_configuration(rendered):
     assert "startupProbe" in app
 
 
+@pytest.mark.parametrize("level", ["level1", "level2"])
+def test_the_fastapi_levels_look_features_up_in_the_redis_online_store(rendered, level):
+    """They assemble features themselves: the cluster's Feast config, as the transformer has."""
+    docs = rendered[f"overlays/{level}"]
+    pod = one(docs, "Deployment", f"fraud-detector-{level}")["spec"]["template"]["spec"]
+    env = env_of(container(pod))
+    assert env["FRAUD_ONLINE_STORE"] == "redis"
+    assert env["FRAUD_REDIS_URL"] == "feast-redis.mlops.svc.cluster.local:6379"
+    mounts = {m["name"]: m["mountPath"] for m in container(pod)["volumeMounts"]}
+    assert env["FRAUD_FEAST_REPO"] == mounts["feast-config"]
+    assert (
+        "type: redis" in one(docs, "ConfigMap", "feast-feature-store")["data"]["feature_store.yaml"]
+    )
+    redis_policy = one(rendered["infra"], "NetworkPolicy", "feast-redis")
+    admitted = [
+        rule["podSelector"]
+        for rule in redis_policy["spec"]["ingress"][0]["from"]
+        if "podSelector" in rule
+    ]
+    assert any(
+        level in expression.get("values", [])
+        for selector in admitted
+        for expression in selector.get("matchExpressions", [])
+    )
+
+
 def test_level3_predictor_scales_to_zero_on_concurrency(rendered):
     spec = isvc(rendered["overlays/level3"])
     assert set(spec) == {"predictor"}
