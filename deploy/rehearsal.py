@@ -189,6 +189,8 @@ class Rehearsal:
             "MLFLOW_S3_ENDPOINT_URL": self.store.endpoint,
             "AWS_ENDPOINT_URL": self.store.endpoint,
             "FEAST_S3_ENDPOINT_URL": self.store.endpoint,
+            # One line per step on the console: no download progress bars in between.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
 
     def run_container(self, plan: ContainerPlan, *, detach: bool = True, **extra: Any) -> Any:
@@ -311,5 +313,8 @@ def run_host(
     (r.logs / log).write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        raise StepFailed(f"{' '.join(command[:4])}: {lines[-1] if lines else done.returncode}")
+        # A check that failed says so on its own line (deploy.smoke: FAIL ...): that one.
+        failed = [line for line in lines if line.startswith(("FAIL", "error"))]
+        reason = (failed or lines or [f"exit {done.returncode}"])[-1]
+        raise StepFailed(f"{' '.join(command[:4])}: {reason}")
     return done.stdout

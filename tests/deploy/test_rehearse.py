@@ -239,3 +239,12 @@ def test_level1_runs_the_locally_built_image_of_its_manifest(tmp_path: Path):
         ).image
         == "fraud-mlops-level1:rehearse"
     )
+
+
+def test_a_failed_host_check_is_named_by_its_failing_line(tmp_path: Path):
+    """deploy.smoke prints a line per check: the FAIL one says why, not the last one."""
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
+    r.logs.mkdir(parents=True)
+    script = "print('ok   ready'); print('FAIL scores a transaction: HTTP 503'); print('ok   rejects'); raise SystemExit(1)"
+    with pytest.raises(rehearsal.StepFailed, match=r": FAIL scores a transaction: HTTP 503$"):
+        rehearsal.run_host([sys.executable, "-c", script], r, dict(os.environ), "smoke.log")
