@@ -212,6 +212,21 @@ class Rehearsal:
             self.client.containers.get(name).remove(force=True)
 
 
+def remove_labelled(client: Any) -> int:
+    """Remove every container carrying the rehearsal's label; how many were there.
+
+    From the engine's plain listing: a container that removes itself meanwhile (a pipeline
+    step's, ``auto_remove``) is gone, not an error.
+    """
+    import docker.errors
+
+    found = client.api.containers(all=True, filters={"label": LABEL})
+    for container in found:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container["Id"], force=True)
+    return len(found)
+
+
 def wait_exit(r: Rehearsal, container: Any, timeout_s: float, what: str) -> int:
     """The exit code of ``container``; StepFailed (and the container killed) after ``timeout_s``.
 

@@ -47,7 +47,7 @@ from pathlib import Path
 
 from deploy import images as image_builds
 from deploy.engine import EngineUnavailable
-from deploy.rehearsal import LABEL, Rehearsal
+from deploy.rehearsal import Rehearsal, StepFailed, one_line, remove_labelled
 from deploy.rehearse_drift import step_drift, step_traffic
 from deploy.rehearse_faults import (
     step_fault_store_down_pipeline,
@@ -70,20 +70,36 @@ from fraudops.config import project_root
 
 
 def teardown(r: Rehearsal) -> str:
-    """Every container, service and database this run started; the engine if it started it."""
-    removed = 0
+    """Every container, service and database this run started; the engine if it started it.
+
+    Each part is attempted even when one before it fails (a left-over dockerd or Redis
+    would hold the machine); the failures are named together.
+    """
+    done: list[str] = []
+    problems: list[str] = []
+
+    def attempt(what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 -- named below; the other parts still run
+            problems.append(f"{what}: {type(exc).__name__}: {one_line(exc)}")
+        else:
+            done.append(what)
+
     if r.engine is not None:
-        for container in r.client.containers.list(all=True, filters={"label": LABEL}):
-            container.remove(force=True)
-            removed += 1
-    for service in (r.pushgateway, r.redis, r.store):
+        attempt("containers removed", lambda: remove_labelled(r.client))
+    for name, service in (("pushgateway", r.pushgateway), ("redis", r.redis), ("s3", r.store)):
         if service is not None:
-            service.stop()
+            attempt(f"{name} stopped", service.stop)
     if r.database is not None:
-        r.database.drop()
+        attempt("database dropped", r.database.drop)
     if r.engine is not None:
-        r.engine.stop()
-    return f"{removed} containers removed, services stopped, database dropped"
+        # Only a dockerd this run started is stopped; a running engine is left as found.
+        started = r.engine.started is not None
+        attempt("dockerd stopped" if started else "engine left running", r.engine.stop)
+    if problems:
+        raise StepFailed("; ".join(problems))
+    return ", ".join(done)
 
 
 #: The steps in order, each with its time bound in seconds: a step still running at its

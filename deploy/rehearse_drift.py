@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,9 @@ from serving.prediction_log import LOG_FILE_PREFIX, LOG_FILE_SUFFIX, SHIPPED_SUF
 VERSIONED_TRANSACTIONS_KEY = "data/transactions.parquet"
 #: Seconds the drift CronJob's container may run (drift + skew on a few hundred records).
 DRIFT_JOB_EXIT_S = 900.0
+#: Seconds the transformer may take to write what it answered (its log thread flushes every
+#: 50 ms; answered is not yet written).
+LOG_FLUSH_TIMEOUT_S = 30.0
 #: What a client sends: the request schema's fields of a transaction.
 REQUEST_FIELDS = [
     schema.TRANSACTION_ID,
@@ -78,6 +82,35 @@ def _score(url: str, sent: pd.DataFrame) -> tuple[int, set[str]]:
             scored += len(body["predictions"])
             versions.add(str(body["model_version"]))
     return scored, versions
+
+
+def logged_ids(folder: Path) -> set[int]:
+    """The transaction ids the server files in ``folder`` hold so far."""
+    found = set()
+    for path in folder.glob(f"{LOG_FILE_PREFIX}*{LOG_FILE_SUFFIX}"):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                found.add(int(json.loads(line)[schema.TRANSACTION_ID]))
+    return found
+
+
+def wait_for_log(folder: Path, ids: set[int], timeout_s: float = LOG_FLUSH_TIMEOUT_S) -> None:
+    """Return once every transaction of ``ids`` is in the log; StepFailed after ``timeout_s``.
+
+    The transformer answers before its log thread writes (serving.prediction_log): shipped
+    at once, the last batch would be missing (the skew job then judged 350 of 400).
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = ids - logged_ids(folder)
+        if not missing:
+            return
+        if time.monotonic() > deadline:
+            raise StepFailed(
+                f"{folder}: {len(missing)} of {len(ids)} answered transactions not in the "
+                f"prediction log after {timeout_s:.0f}s (e.g. {min(missing)})"
+            )
+        time.sleep(0.2)
 
 
 def shipped_object(log_file: Path) -> bytes:
@@ -117,6 +150,7 @@ def step_traffic(r: Rehearsal) -> str:
             f"registry version {r.champion['version']} (what STORAGE_URI downloaded)"
         )
     log_dir = r.workdir / "volumes" / "transformer" / "prediction-log" / "predictions"
+    wait_for_log(log_dir, set(sent[schema.TRANSACTION_ID].astype(int)))
     keys = ship_prediction_log(r.store.client(), log_dir, PREDICTION_LOG_PREFIX, datetime.now(UTC))
     if not keys:
         raise StepFailed(f"{log_dir}: the transformer wrote no prediction log")

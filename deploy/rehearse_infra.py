@@ -21,11 +21,11 @@ from deploy.pod_container import ContainerPlan, config_maps_of, find, plan_conta
 from deploy.rehearsal import (
     DATA_OUTPUTS,
     DVC_REMOTE,
-    LABEL,
     Rehearsal,
     StepFailed,
     environment,
     local_images,
+    remove_labelled,
     render,
     run_host,
 )
@@ -47,8 +47,7 @@ def step_engine(r: Rehearsal) -> str:
     """A container engine that answers; containers an interrupted run left are removed."""
     r.engine = ensure_engine(r.logs)
     r.gateway = bridge_gateway(r.client)
-    for leftover in r.client.containers.list(all=True, filters={"label": LABEL}):
-        leftover.remove(force=True)
+    remove_labelled(r.client)  # what an interrupted run left
     how = "started Debian's dockerd" if r.engine.started else "the running engine"
     return f"{how}, server {r.client.version()['Version']}, bridge gateway {r.gateway}"
 

@@ -248,3 +248,45 @@ def test_a_failed_host_check_is_named_by_its_failing_line(tmp_path: Path):
     script = "print('ok   ready'); print('FAIL scores a transaction: HTTP 503'); print('ok   rejects'); raise SystemExit(1)"
     with pytest.raises(rehearsal.StepFailed, match=r": FAIL scores a transaction: HTTP 503$"):
         rehearsal.run_host([sys.executable, "-c", script], r, dict(os.environ), "smoke.log")
+
+
+def test_shipping_waits_for_every_answered_transaction_in_the_log(tmp_path: Path):
+    (tmp_path / "predictions-20261130.jsonl").write_text(
+        (Path(__file__).parents[1] / "monitoring/data/vector-prediction-log.ndjson").read_text()
+    )
+    rehearse_drift.wait_for_log(tmp_path, {1200001, 1200003})
+    with pytest.raises(rehearsal.StepFailed, match=r"1 of 2 answered transactions not in the"):
+        rehearse_drift.wait_for_log(tmp_path, {1200001, 1299999}, timeout_s=0)
+
+
+def test_teardown_takes_a_container_that_removed_itself_as_removed():
+    import docker.errors
+
+    class Api:
+        def containers(self, all: bool, filters: dict) -> list[dict]:
+            return [{"Id": "gone"}, {"Id": "here"}]
+
+        def remove_container(self, container_id: str, force: bool) -> None:
+            if container_id == "gone":  # auto_remove: it went between listing and removal
+                raise docker.errors.NotFound("No such container: gone")
+
+    assert rehearsal.remove_labelled(type("Client", (), {"api": Api()})()) == 2
+
+
+def test_teardown_stops_every_service_even_when_one_part_fails(tmp_path: Path):
+    r = rehearsal.Rehearsal(root=project_root(), workdir=tmp_path)
+    stopped = []
+
+    class Service:
+        def __init__(self, name: str, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        def stop(self) -> None:
+            if self.fails:
+                raise OSError(f"{self.name}: already gone")
+            stopped.append(self.name)
+
+    r.pushgateway, r.redis, r.store = Service("push", fails=True), Service("redis"), Service("s3")
+    with pytest.raises(rehearsal.StepFailed, match=r"pushgateway stopped: OSError: push"):
+        rehearse.teardown(r)
+    assert stopped == ["redis", "s3"]
