@@ -186,11 +186,10 @@ def debootstrap_rootfs(
     if ca_files:
         for path in ca_files:
             shutil.copy(path, target / "usr/local/share/ca-certificates" / path.name)
-        run(
-            ["chroot", str(target), "update-ca-certificates"], check=True, stdout=subprocess.DEVNULL
-        )
+        # Captured: its warnings (a bundle file among the certificates) are not a step's line.
+        run(["chroot", str(target), "update-ca-certificates"], check=True, capture_output=True)
     # The official image's pip installs into the system Python; Debian's refuses (PEP 668)
-    # unless this marker is gone. The Dockerfiles `pip install uv` in their build stage.
+    # unless this marker is gone. The Dockerfiles `pip install` uv in their dependency RUN.
     for marker in target.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
         marker.unlink()
     # Package lists and the .deb cache are not part of a base image.
