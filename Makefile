@@ -12,7 +12,8 @@ PY := $(VENV)/bin/python
 DVC := $(VENV)/bin/dvc
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
-# Extras installed locally: everything (on a cluster each image installs only its own).
+# Extras installed locally: everything (the images install theirs: the servers `serve`, the
+# batch jobs -- pipeline steps, monitoring CronJobs -- `train`, `pipeline` and `monitor`).
 EXTRAS := --all-extras
 
 export PYTHONUNBUFFERED := 1

@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -86,6 +87,10 @@ IMAGES: tuple[ImageSpec, ...] = (
 )
 #: Needs a model bundle (``--build-arg MODEL_IMAGE``): built once a champion exists.
 LEVEL1 = ImageSpec("level1", "serving/docker/level1.Dockerfile")
+#: Every image a manifest can name.
+ALL_IMAGES: tuple[ImageSpec, ...] = (*IMAGES, LEVEL1)
+#: The image level 1's Dockerfile takes its model from (``MODEL_IMAGE``): the two bundle files.
+MODEL_IMAGE_DOCKERFILE = "FROM scratch\nCOPY model.ubj bundle.json /\n"
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class BuiltImage:
     seconds: float
 
 
-def local_image(manifest_image: str, specs: Iterable[ImageSpec] = IMAGES) -> str:
+def local_image(manifest_image: str, specs: Iterable[ImageSpec] = ALL_IMAGES) -> str:
     """The local tag for a manifest's image (ValueError when no Dockerfile builds it)."""
     repository = manifest_image.split("@")[0].rsplit(":", 1)[0] if "/" in manifest_image else ""
     for spec in specs:
@@ -181,11 +186,10 @@ def debootstrap_rootfs(
     if ca_files:
         for path in ca_files:
             shutil.copy(path, target / "usr/local/share/ca-certificates" / path.name)
-        run(
-            ["chroot", str(target), "update-ca-certificates"], check=True, stdout=subprocess.DEVNULL
-        )
+        # Captured: its warnings (a bundle file among the certificates) are not a step's line.
+        run(["chroot", str(target), "update-ca-certificates"], check=True, capture_output=True)
     # The official image's pip installs into the system Python; Debian's refuses (PEP 668)
-    # unless this marker is gone. The Dockerfiles `pip install uv` in their build stage.
+    # unless this marker is gone. The Dockerfiles `pip install` uv in their dependency RUN.
     for marker in target.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
         marker.unlink()
     # Package lists and the .deb cache are not part of a base image.
@@ -249,13 +253,11 @@ def build_image(
     base: str,
     build_args: dict[str, str] | None = None,
     log: Path | None = None,
-    target: str | None = None,
 ) -> BuiltImage:
     """Build ``spec`` from the repo root with ``BASE_IMAGE=base``; the image and its size."""
     started = time.monotonic()
     chunks = []
-    # A stage alone gets a tag of its own, never the image's.
-    tag = f"{LOCAL_PREFIX}{target}-stage:{LOCAL_TAG}" if target else spec.tag
+    tag = spec.tag
     stream = client.api.build(
         path=str(root),
         dockerfile=spec.dockerfile,
@@ -264,9 +266,9 @@ def build_image(
         rm=True,
         forcerm=True,
         decode=True,
-        target=target,
     )
-    handle = log.open("a") if log else None
+    # Line-buffered: a build cut short at its bound leaves its log up to the last line.
+    handle = log.open("a", buffering=1) if log else None
     try:
         for chunk in stream:
             chunks.append(chunk)
@@ -282,9 +284,63 @@ def build_image(
     return BuiltImage(spec.name, tag, int(image.attrs["Size"]), time.monotonic() - started)
 
 
+def build_model_image(client: Any, bundle_dir: Path, tag: str) -> str:
+    """An image holding ``/model.ubj`` and ``/bundle.json``: level 1's ``MODEL_IMAGE``.
+
+    What ``--build-context model=<dir>`` gives BuildKit, for a builder without named
+    contexts: the exported bundle, and nothing else, as a stage to copy from.
+    """
+    import io
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as context:
+        dockerfile = MODEL_IMAGE_DOCKERFILE.encode()
+        info = tarfile.TarInfo("Dockerfile")
+        info.size = len(dockerfile)
+        context.addfile(info, io.BytesIO(dockerfile))
+        for name in ("model.ubj", "bundle.json"):
+            context.add(bundle_dir / name, arcname=name)
+    buffer.seek(0)
+    chunks = client.api.build(
+        fileobj=buffer, custom_context=True, tag=tag, rm=True, forcerm=True, decode=True
+    )
+    error = _build_error("the model image", chunks)
+    if error:
+        raise ImageBuildError(error)
+    return tag
+
+
 def extras_of(root: Path, spec: ImageSpec) -> tuple[str, ...]:
     """The uv extras a Dockerfile installs: images with the same extras share their layers."""
     return tuple(re.findall(r"--extra (\w+)", (root / spec.dockerfile).read_text()))
+
+
+def in_parallel(jobs: list[Callable[[], BuiltImage]]) -> list[BuiltImage]:
+    """Run ``jobs`` at once, one thread each; their results in order, or the first error.
+
+    Daemon threads: a step cut short at its time bound (SIGALRM interrupts the join) leaves
+    no worker the interpreter would wait for at exit.
+    """
+    results: list[BuiltImage | BaseException | None] = [None] * len(jobs)
+
+    def run(index: int, job: Callable[[], BuiltImage]) -> None:
+        try:
+            results[index] = job()
+        except BaseException as exc:  # noqa: BLE001 -- handed to the caller's thread below
+            results[index] = exc
+
+    threads = [
+        threading.Thread(target=run, args=(i, job), daemon=True, name=f"build-{i}")
+        for i, job in enumerate(jobs)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [result for result in results if isinstance(result, BuiltImage)]
 
 
 def build_all(
@@ -296,12 +352,11 @@ def build_all(
 ) -> list[BuiltImage]:
     """Every image; the first of each set of extras in parallel, the rest from their layers.
 
-    A cold build spends most of its time downloading wheels into one venv per set of extras:
-    those downloads overlap. The other images of a set reuse its cached layers, so they
-    follow one by one. ``connect`` gives each thread a client of its own.
+    A cold build spends its time installing one venv per set of extras (unpacking wheels,
+    compiling bytecode, committing the layer): those run at once. The other images of a set
+    find its dependency layer cached (the same RUN on the same parent), so they follow one
+    by one in seconds. ``connect`` gives each thread a client of its own.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     specs = list(specs)
     first: dict[tuple[str, ...], ImageSpec] = {}
     for spec in specs:
@@ -311,13 +366,8 @@ def build_all(
         log = log_dir / f"build-{spec.name}.log" if log_dir else None
         return build_image(connect(), root, spec, base, log=log)
 
-    # The layers every Dockerfile's build stage shares (base, uv, the lock) are built once,
-    # first: built in parallel, each build would make its own copy of them, and the next
-    # run's cache lookup could then follow another build's copy and miss.
-    shared = specs[0]
-    build_image(connect(), root, shared, base, target="build")
-    with ThreadPoolExecutor(max_workers=len(first)) as pool:
-        built = {b.name: b for b in pool.map(build, first.values())}
+    leaders = list(first.values())
+    built = {b.name: b for b in in_parallel([lambda s=s: build(s) for s in leaders])}
     for spec in specs:
         if spec.name not in built:
             built[spec.name] = build(spec)

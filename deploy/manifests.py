@@ -36,6 +36,8 @@ KUBERNETES_VERSION = "1.33"
 
 #: Kinds whose pods run until stopped: they need liveness and readiness probes.
 LONG_RUNNING_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "InferenceService"})
+#: Seconds ``kubectl kustomize`` may take to render one root (it takes about one).
+RENDER_TIMEOUT_S = 120
 #: The InferenceService components that run containers.
 KSERVE_COMPONENTS = ("predictor", "transformer", "explainer")
 #: Env var names that hold credentials: their value must come from a Secret.
@@ -86,9 +88,19 @@ def build(root: Path) -> list[dict[str, Any]]:
     binary = kubectl()
     if binary is None:
         raise ManifestError("kubectl not found on PATH: cannot run `kubectl kustomize`")
-    done = subprocess.run(
-        [binary, "kustomize", str(root)], capture_output=True, text=True, check=False
-    )
+    try:
+        # A local render takes a second; bounded so that no caller (the rehearsal) can hang.
+        done = subprocess.run(
+            [binary, "kustomize", str(root)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=RENDER_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise ManifestError(
+            f"{root}: kubectl kustomize gave no answer within {RENDER_TIMEOUT_S}s"
+        ) from None
     if done.returncode != 0:
         raise ManifestError(f"{root}: kubectl kustomize failed: {done.stderr.strip()}")
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -43,8 +45,51 @@ TRAFFIC_ROWS = 400
 TRAFFIC_BATCH = 50
 
 
+#: A step's time bound when the step table gives none (seconds).
+DEFAULT_STEP_BOUND_S = 600.0
+#: A host command's time bound when its caller gives none (seconds).
+HOST_COMMAND_TIMEOUT_S = 900.0
+
+
 class StepFailed(RuntimeError):
     """A step's check did not hold; the message is the step's one line."""
+
+
+class StepTimedOut(BaseException):
+    """A step ran past its time bound.
+
+    A BaseException, like KeyboardInterrupt: it is raised into whatever the step waits on,
+    and a library's ``except Exception`` on the way must not turn it into a retry.
+    """
+
+
+@contextlib.contextmanager
+def time_bound(seconds: float) -> Iterator[None]:
+    """Raise :class:`StepTimedOut` in the block once ``seconds`` have passed.
+
+    SIGALRM interrupts whatever the main thread blocks in (a socket read, a pool's result,
+    a sleep), so no wait can outlast it. An alarm set before (a test runner's timeout)
+    is re-armed afterwards with what it had left. Off the main thread (signals cannot
+    reach there) the block runs unbounded: the rehearsal's steps run on the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise StepTimedOut(f"still running after its bound of {seconds:.0f}s")
+
+    started = time.monotonic()
+    previous = signal.signal(signal.SIGALRM, expire)
+    outer_left, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer_left > 0:
+            left = outer_left - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 0.001))
 
 
 @dataclass
@@ -76,6 +121,8 @@ class Rehearsal:
     transformer_url: str = ""
     containers: dict[str, Any] = field(default_factory=dict)
     results: list[StepResult] = field(default_factory=list)
+    #: What the running step waits on now (named in its line if it runs out of time).
+    activity: str = ""
 
     # -- bookkeeping -------------------------------------------------------------------------
     @property
@@ -89,11 +136,22 @@ class Rehearsal:
         """Every step's detailed output (the console gets one line per step)."""
         return self.workdir / "logs"
 
-    def step(self, name: str, action: Callable[[], str]) -> bool:
-        """Run one step, print ``ok|FAIL  <seconds>  <name>: <detail>``; True when it passed."""
+    def step(
+        self, name: str, action: Callable[[], str], bound_s: float = DEFAULT_STEP_BOUND_S
+    ) -> bool:
+        """Run one step within ``bound_s``; print ``ok|FAIL  <seconds>  <name>: <detail>``.
+
+        True when it passed. A step still running at its bound fails, naming what it
+        waited on: a failed step after a bounded time, never a hang.
+        """
         started = time.monotonic()
+        self.activity = ""
         try:
-            detail, ok = action(), True
+            with time_bound(bound_s):
+                detail, ok = action(), True
+        except StepTimedOut as exc:
+            waiting = f" while {self.activity}" if self.activity else ""
+            detail, ok = f"timed out: {exc}{waiting} (logs: {self.logs})", False
         except EngineUnavailable:
             raise  # not a step that failed: the whole run cannot start (main says how)
         except (StepFailed, ServiceError, image_builds.ImageBuildError) as exc:
@@ -131,6 +189,8 @@ class Rehearsal:
             "MLFLOW_S3_ENDPOINT_URL": self.store.endpoint,
             "AWS_ENDPOINT_URL": self.store.endpoint,
             "FEAST_S3_ENDPOINT_URL": self.store.endpoint,
+            # One line per step on the console: no download progress bars in between.
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         }
 
     def run_container(self, plan: ContainerPlan, *, detach: bool = True, **extra: Any) -> Any:
@@ -150,6 +210,59 @@ class Rehearsal:
 
         with contextlib.suppress(docker.errors.NotFound):
             self.client.containers.get(name).remove(force=True)
+
+
+def remove_labelled(client: Any) -> int:
+    """Remove every container carrying the rehearsal's label; how many were there.
+
+    From the engine's plain listing: a container that removes itself meanwhile (a pipeline
+    step's, ``auto_remove``) is gone, not an error.
+    """
+    import docker.errors
+
+    found = client.api.containers(all=True, filters={"label": LABEL})
+    for container in found:
+        with contextlib.suppress(docker.errors.NotFound):
+            client.api.remove_container(container["Id"], force=True)
+    return len(found)
+
+
+def wait_exit(r: Rehearsal, container: Any, timeout_s: float, what: str) -> int:
+    """The exit code of ``container``; StepFailed (and the container killed) after ``timeout_s``.
+
+    Polls the engine rather than holding one long ``wait`` request open: each call is short,
+    so no client or socket timeout decides how long this takes.
+    """
+    import docker.errors
+
+    r.activity = f"waiting for {what} to exit (up to {timeout_s:.0f}s)"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        container.reload()
+        if container.status in ("exited", "dead"):
+            r.activity = ""
+            return int(container.attrs["State"]["ExitCode"])
+        if time.monotonic() > deadline:
+            tail = last_log_line(container)
+            with contextlib.suppress(docker.errors.APIError):
+                container.kill()  # already gone is fine: it stopped on its own meanwhile
+            raise StepFailed(
+                f"{what}: still running after {timeout_s:.0f}s, killed (last line: {tail})"
+            )
+        time.sleep(1)
+
+
+def last_log_line(container: Any) -> str:
+    """The container's last output line (``no output`` when it printed nothing)."""
+    lines = container.logs(tail=5).decode("utf-8", "replace").strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+def _text(output: str | bytes | None) -> str:
+    """A child's captured output as text (a timeout may leave bytes, or nothing)."""
+    if isinstance(output, bytes):
+        return output.decode("utf-8", "replace")
+    return output or ""
 
 
 def one_line(exc: BaseException) -> str:
@@ -185,11 +298,38 @@ def environment(env: dict[str, str], **extra: str) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def run_host(command: list[str], r: Rehearsal, env: dict[str, str], log: str) -> str:
-    """Run a host command, its output in the log; StepFailed with its last line."""
-    done = subprocess.run(command, cwd=r.root, env=env, capture_output=True, text=True, check=False)
+def run_host(
+    command: list[str],
+    r: Rehearsal,
+    env: dict[str, str],
+    log: str,
+    timeout_s: float = HOST_COMMAND_TIMEOUT_S,
+) -> str:
+    """Run a host command, its output in the log; StepFailed with its last line.
+
+    Killed after ``timeout_s``: a StepFailed naming the command and the bound.
+    """
+    what = " ".join(command[:4])
+    r.activity = f"running {what} (up to {timeout_s:.0f}s)"
+    try:
+        done = subprocess.run(
+            command,
+            cwd=r.root,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout_s,
+        )
+    except subprocess.TimeoutExpired as exc:
+        (r.logs / log).write_text(_text(exc.stdout) + _text(exc.stderr))
+        raise StepFailed(f"{what}: no result after {timeout_s:.0f}s, killed (see {log})") from None
+    r.activity = ""
     (r.logs / log).write_text(done.stdout + done.stderr)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
-        raise StepFailed(f"{' '.join(command[:4])}: {lines[-1] if lines else done.returncode}")
+        # A check that failed says so on its own line (deploy.smoke: FAIL ...): that one.
+        failed = [line for line in lines if line.startswith(("FAIL", "error"))]
+        reason = (failed or lines or [f"exit {done.returncode}"])[-1]
+        raise StepFailed(f"{' '.join(command[:4])}: {reason}")
     return done.stdout

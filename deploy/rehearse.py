@@ -7,26 +7,31 @@
    image, else a base built from Debian packages), checked to run non-root;
 3. the services: S3 (moto), Redis, a PostgreSQL database, and MLflow started from
    ``k8s/infra/mlflow`` (PostgreSQL backend, S3 artifact root, ``--no-serve-artifacts``);
-4. the data pushed to the DVC remote on S3, the Feast registry applied to S3 and the
-   online features materialised into Redis;
+4. the data pushed to the DVC remote on S3, the Feast registry applied to S3, the online
+   features materialised into Redis and the live state seeded there (``load_online``);
 5. the committed compiled pipeline run with ``kfp.local.DockerRunner`` in the training
    image, reading its inputs from the DVC remote; it registers and promotes in MLflow;
 6. ``python -m deploy.champion`` for STORAGE_URI, downloaded to /mnt/models by KServe's
    own storage code, and level 5 started from ``kubectl kustomize k8s/overlays/level5``
    (predictor, explainer, transformer with the manifests' image, args, env, user and
    read-only root); ``python -m deploy.smoke`` against it;
-7. traffic, its prediction log shipped to S3, and the drift CronJob's container run from
-   its manifest (report to S3 through MLflow, metrics to the Pushgateway);
-8. the faults: a wrong STORAGE_URI stops the predictor naming it; the object store down
+7. level 1: the champion exported and baked into ``serving/docker/level1.Dockerfile``'s
+   image, started from ``k8s/overlays/level1``; ``python -m deploy.smoke`` against it;
+8. live traffic (the day after the data), its prediction log shipped to S3 in the
+   shipper's format, and the drift CronJob's container run from its manifest (report to S3
+   through MLflow, metrics to the Pushgateway; the skew job must stay within its budget);
+9. the faults: a wrong STORAGE_URI stops the predictor naming it; the object store down
    while serving keeps serving; the object store down during a pipeline run fails the run
    and leaves the champion where it was;
 
-then tears everything down. Exit 0 only when every step passed; 1 otherwise (the failing
-step's line says why); 2 when no container engine can be had (one line says how).
+then tears everything down. Every step has a time bound: one still running at its bound
+fails, naming what it waited on. Exit 0 only when every step passed; 1 otherwise (the
+failing step's line says why); 2 when no container engine can be had (one line says how).
 
 The steps live by job: ``deploy.rehearsal`` (the state and the step runner),
 ``deploy.rehearse_infra`` (1-4), ``deploy.rehearse_pipeline`` (5), ``deploy.rehearse_level5``
-(6), ``deploy.rehearse_drift`` (7), ``deploy.rehearse_faults`` (8).
+(6), ``deploy.rehearse_level1`` (7), ``deploy.rehearse_drift`` (8), ``deploy.rehearse_faults``
+(9).
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from pathlib import Path
 
 from deploy import images as image_builds
 from deploy.engine import EngineUnavailable
-from deploy.rehearsal import LABEL, Rehearsal
+from deploy.rehearsal import Rehearsal, StepFailed, one_line, remove_labelled
 from deploy.rehearse_drift import step_drift, step_traffic
 from deploy.rehearse_faults import (
     step_fault_store_down_pipeline,
@@ -58,46 +63,69 @@ from deploy.rehearse_infra import (
     step_mlflow,
     step_services,
 )
+from deploy.rehearse_level1 import step_level1
 from deploy.rehearse_level5 import step_champion, step_level5, step_smoke
 from deploy.rehearse_pipeline import step_pipeline
 from fraudops.config import project_root
 
 
 def teardown(r: Rehearsal) -> str:
-    """Every container, service and database this run started; the engine if it started it."""
-    removed = 0
+    """Every container, service and database this run started; the engine if it started it.
+
+    Each part is attempted even when one before it fails (a left-over dockerd or Redis
+    would hold the machine); the failures are named together.
+    """
+    done: list[str] = []
+    problems: list[str] = []
+
+    def attempt(what: str, action: Callable[[], object]) -> None:
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001 -- named below; the other parts still run
+            problems.append(f"{what}: {type(exc).__name__}: {one_line(exc)}")
+        else:
+            done.append(what)
+
     if r.engine is not None:
-        for container in r.client.containers.list(all=True, filters={"label": LABEL}):
-            container.remove(force=True)
-            removed += 1
-    for service in (r.pushgateway, r.redis, r.store):
+        attempt("containers removed", lambda: remove_labelled(r.client))
+    for name, service in (("pushgateway", r.pushgateway), ("redis", r.redis), ("s3", r.store)):
         if service is not None:
-            service.stop()
+            attempt(f"{name} stopped", service.stop)
     if r.database is not None:
-        r.database.drop()
+        attempt("database dropped", r.database.drop)
     if r.engine is not None:
-        r.engine.stop()
-    return f"{removed} containers removed, services stopped, database dropped"
+        # Only a dockerd this run started is stopped; a running engine is left as found.
+        started = r.engine.started is not None
+        attempt("dockerd stopped" if started else "engine left running", r.engine.stop)
+    if problems:
+        raise StepFailed("; ".join(problems))
+    return ", ".join(done)
 
 
-STEPS: tuple[tuple[str, Callable[[Rehearsal], str]], ...] = (
-    ("container engine", step_engine),
-    ("base image", step_base_image),
-    ("build images", step_build_images),
-    ("services", step_services),
-    ("mlflow (k8s/infra/mlflow)", step_mlflow),
-    ("data -> DVC remote on S3", step_data),
-    ("feast registry on S3 + Redis", step_feast),
-    ("pipeline in containers (kfp DockerRunner)", step_pipeline),
-    ("champion STORAGE_URI -> /mnt/models", step_champion),
-    ("level 5 from k8s/overlays/level5", step_level5),
-    ("smoke tests (deploy.smoke)", step_smoke),
-    ("traffic + prediction log to S3", step_traffic),
-    ("drift CronJob (k8s/infra/drift)", step_drift),
-    ("fault: wrong STORAGE_URI", step_fault_wrong_storage_uri),
-    ("fault: object store down while serving", step_fault_store_down_serving),
-    ("fault: object store down during a pipeline run", step_fault_store_down_pipeline),
+#: The steps in order, each with its time bound in seconds: a step still running at its
+#: bound fails naming what it waited on (generous: a cold machine installs, downloads and
+#: builds; a warm run takes a fraction of each).
+STEPS: tuple[tuple[str, Callable[[Rehearsal], str], float], ...] = (
+    ("container engine", step_engine, 600),
+    ("base image", step_base_image, 1200),
+    ("build images", step_build_images, 2400),
+    ("services", step_services, 120),
+    ("mlflow (k8s/infra/mlflow)", step_mlflow, 420),
+    ("data -> DVC remote on S3", step_data, 900),
+    ("feast registry on S3 + Redis", step_feast, 600),
+    ("pipeline in containers (kfp DockerRunner)", step_pipeline, 1800),
+    ("champion STORAGE_URI -> /mnt/models", step_champion, 420),
+    ("level 5 from k8s/overlays/level5", step_level5, 420),
+    ("smoke tests (deploy.smoke)", step_smoke, 180),
+    ("level 1: champion baked in, k8s/overlays/level1, smoke", step_level1, 900),
+    ("traffic + prediction log to S3", step_traffic, 420),
+    ("drift CronJob (k8s/infra/drift)", step_drift, 1000),
+    ("fault: wrong STORAGE_URI", step_fault_wrong_storage_uri, 600),
+    ("fault: object store down while serving", step_fault_store_down_serving, 300),
+    ("fault: object store down during a pipeline run", step_fault_store_down_pipeline, 1800),
 )
+#: Teardown's bound: removing containers and stopping services takes seconds.
+TEARDOWN_BOUND_S = 300
 
 
 def rehearse(root: Path, workdir: Path, keep: bool = False) -> Rehearsal:
@@ -105,12 +133,12 @@ def rehearse(root: Path, workdir: Path, keep: bool = False) -> Rehearsal:
     r = Rehearsal(root=root, workdir=workdir)
     r.logs.mkdir(parents=True, exist_ok=True)
     try:
-        for name, action in STEPS:
-            if not r.step(name, lambda action=action: action(r)):
+        for name, action, bound_s in STEPS:
+            if not r.step(name, lambda action=action: action(r), bound_s):
                 break
     finally:
         if not keep and r.engine is not None:
-            r.step("teardown", lambda: teardown(r))
+            r.step("teardown", lambda: teardown(r), TEARDOWN_BOUND_S)
     return r
 
 

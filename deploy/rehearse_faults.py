@@ -10,10 +10,20 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
-from deploy.rehearsal import MODEL_NAME, Rehearsal, StepFailed, environment
+from deploy.rehearsal import (
+    MODEL_NAME,
+    Rehearsal,
+    StepFailed,
+    environment,
+    last_log_line,
+    wait_exit,
+)
 from deploy.rehearse_level5 import level5_plans, step_smoke, storage_initializer
 from deploy.rehearse_pipeline import champion_version, run_pipeline_in_containers
 from deploy.rehearse_services import MLFLOW_PORT
+
+#: Seconds the predictor may take to refuse a wrong model folder (it exits at start-up).
+WRONG_URI_EXIT_S = 180.0
 
 
 def step_fault_wrong_storage_uri(r: Rehearsal) -> str:
@@ -25,9 +35,9 @@ def step_fault_wrong_storage_uri(r: Rehearsal) -> str:
         wrong = MlflowClient(uri, uri).get_model_version_download_uri(
             MODEL_NAME, r.champion["version"]
         )
-        folder = r.workdir / "mnt-models-wrong"
-        shutil.rmtree(folder, ignore_errors=True)
-        storage_initializer(r, wrong, folder)
+    folder = r.workdir / "mnt-models-wrong"
+    shutil.rmtree(folder, ignore_errors=True)
+    storage_initializer(r, wrong, folder, "storage-initializer-wrong-uri.log")
     plan, _ = level5_plans(r, wrong)["predictor"]
     plan = replace(plan, name="predictor-wrong-uri")
     container = r.run_container(
@@ -37,11 +47,11 @@ def step_fault_wrong_storage_uri(r: Rehearsal) -> str:
             str(folder): {"bind": "/mnt/models", "mode": "ro"},
         },
     )
-    code = container.wait(timeout=300)["StatusCode"]
-    last = container.logs().decode("utf-8", "replace").strip().splitlines()[-1:]
-    if code == 0 or not last or wrong not in last[0]:
+    code = wait_exit(r, container, WRONG_URI_EXIT_S, "the predictor with the wrong STORAGE_URI")
+    last = last_log_line(container)
+    if code == 0 or wrong not in last:
         raise StepFailed(f"predictor with STORAGE_URI={wrong}: exit {code}, last line {last}")
-    return f"exit {code}: {last[0]}"
+    return f"exit {code}: {last}"
 
 
 def step_fault_store_down_serving(r: Rehearsal) -> str:

@@ -21,11 +21,11 @@ from deploy.pod_container import ContainerPlan, config_maps_of, find, plan_conta
 from deploy.rehearsal import (
     DATA_OUTPUTS,
     DVC_REMOTE,
-    LABEL,
     Rehearsal,
     StepFailed,
     environment,
     local_images,
+    remove_labelled,
     render,
     run_host,
 )
@@ -47,8 +47,7 @@ def step_engine(r: Rehearsal) -> str:
     """A container engine that answers; containers an interrupted run left are removed."""
     r.engine = ensure_engine(r.logs)
     r.gateway = bridge_gateway(r.client)
-    for leftover in r.client.containers.list(all=True, filters={"label": LABEL}):
-        leftover.remove(force=True)
+    remove_labelled(r.client)  # what an interrupted run left
     how = "started Debian's dockerd" if r.engine.started else "the running engine"
     return f"{how}, server {r.client.version()['Version']}, bridge gateway {r.gateway}"
 
@@ -161,6 +160,7 @@ def step_data(r: Rehearsal) -> str:
     config = {
         "remote": {DVC_REMOTE: {"url": f"s3://{BUCKET}/dvc", "endpointurl": r.store.endpoint}}
     }
+    r.activity = f"pushing the data to s3://{BUCKET}/dvc"
     with environment(env), Repo(str(r.root), config=config) as repo:
         repo.push(targets=list(DATA_OUTPUTS.values()), remote=DVC_REMOTE)
         r.data_urls = remote_urls(r.root, DVC_REMOTE, config)
@@ -171,16 +171,22 @@ def step_data(r: Rehearsal) -> str:
 
 
 def step_feast(r: Rehearsal) -> str:
-    """The Feast registry on S3 and the online features in Redis, from the overlay's config."""
+    """The online side from the overlay's config: registry on S3, rows and live state in Redis.
+
+    ``features.featurize.load_online``, the one way an online store is loaded: register,
+    materialise, seed the live state the transformer's updates continue from.
+    """
     import pandas as pd
     import yaml
     from feast import FeatureStore, RepoConfig
 
     # heavy: imports Feast; only the Feast step needs it
-    from features.store import apply_definitions, materialize
+    from features.featurize import load_online
 
     docs = render(r.root, "k8s/overlays/level5")
     text = config_maps_of(docs)["feast-feature-store"]["feature_store.yaml"]
+    tables = {name: pd.read_parquet(r.root / path) for name, path in DATA_OUTPUTS.items()}
+    r.activity = "loading the online store (materialise, seed the live state)"
     log = (r.logs / "feast.log").open("w")
     with (
         log,
@@ -191,8 +197,14 @@ def step_feast(r: Rehearsal) -> str:
         # The definitions' offline sources are paths relative to the project's feature repo.
         config.repo_path = paths(r.root).feature_repo
         store = FeatureStore(repo_path=str(config.repo_path), config=config)
-        apply_definitions(store)
-        end = pd.read_parquet(r.root / DATA_OUTPUTS["transactions"], columns=["tx_datetime"])
-        materialize(store, end["tx_datetime"].max())
+        until, seeded = load_online(
+            store,
+            tables["customer_features"],
+            tables["terminal_features"],
+            tables["transactions"],
+        )
     keys = r.store.keys("feast/")
-    return f"registry s3://{BUCKET}/{keys[0] if keys else '?'}, online store redis {r.gateway}:6379"
+    return (
+        f"registry s3://{BUCKET}/{keys[0] if keys else '?'}; redis {r.gateway}:6379 "
+        f"materialised until {until:%Y-%m-%d %H:%M}, live state seeded with {seeded} transactions"
+    )

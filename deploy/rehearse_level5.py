@@ -23,11 +23,15 @@ from deploy.rehearsal import (
     Rehearsal,
     StepFailed,
     container_ip,
-    environment,
     local_images,
     render,
     run_host,
 )
+
+#: Seconds the storage initializer may take for one model (a few MB from the local store).
+STORAGE_TIMEOUT_S = 300.0
+#: Seconds a server may take to report ready (model load, compiled trees, Feast registry).
+READY_TIMEOUT_S = 240.0
 
 
 def step_champion(r: Rehearsal) -> str:
@@ -53,12 +57,20 @@ def step_champion(r: Rehearsal) -> str:
     return f"version {r.champion['version']}: {r.champion['storage_uri']} -> /mnt/models {files}"
 
 
-def storage_initializer(r: Rehearsal, uri: str, out_dir: Path) -> None:
-    """What KServe's storage-initializer container does: kserve_storage downloads ``uri``."""
-    from kserve_storage import Storage
+def storage_initializer(
+    r: Rehearsal, uri: str, out_dir: Path, log: str = "storage-initializer.log"
+) -> None:
+    """What KServe's storage-initializer container does: kserve_storage downloads ``uri``.
 
-    with environment(r.host_env()):
-        Storage.download(uri, str(out_dir))
+    In a process of its own (``deploy.storage_initializer`` says why), bounded in time.
+    """
+    run_host(
+        [sys.executable, "-m", "deploy.storage_initializer", uri, str(out_dir)],
+        r,
+        r.host_env(),
+        log,
+        timeout_s=STORAGE_TIMEOUT_S,
+    )
     for path in [out_dir, *out_dir.rglob("*")]:
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the servers' uid
 
@@ -85,7 +97,11 @@ def level5_plans(r: Rehearsal, storage_uri: str) -> dict[str, tuple[ContainerPla
     return plans
 
 
-def _wait_ready(container: Any, url: str, timeout_s: float) -> None:
+def wait_ready(container: Any, url: str, timeout_s: float, ready_key: str | None = "ready") -> None:
+    """Return once ``url`` answers 200 (with ``ready: true`` when ``ready_key`` is set).
+
+    StepFailed naming the container when it exits or ``timeout_s`` passes.
+    """
     import httpx
 
     deadline = time.monotonic() + timeout_s
@@ -96,7 +112,9 @@ def _wait_ready(container: Any, url: str, timeout_s: float) -> None:
             raise StepFailed(f"{container.name} exited: {tail[-1] if tail else '?'}")
         with contextlib.suppress(httpx.HTTPError):
             answer = httpx.get(url, timeout=5)
-            if answer.status_code == 200 and answer.json().get("ready") is True:
+            if answer.status_code == 200 and (
+                ready_key is None or answer.json().get(ready_key) is True
+            ):
                 return
         time.sleep(1)
     raise StepFailed(f"{container.name}: not ready at {url} after {timeout_s:.0f}s")
@@ -127,7 +145,11 @@ def step_level5(r: Rehearsal) -> str:
     )
     transformer = r.run_container(replace(plan, args=args), extra_hosts=extra_hosts)
     for container in {**started, "transformer": transformer}.values():
-        _wait_ready(container, f"http://{container_ip(container)}:8080/v1/models/{MODEL_NAME}", 240)
+        wait_ready(
+            container,
+            f"http://{container_ip(container)}:8080/v1/models/{MODEL_NAME}",
+            READY_TIMEOUT_S,
+        )
     r.transformer_url = f"http://{container_ip(transformer)}:8080"
     users = {
         name: c.attrs["Config"]["User"]

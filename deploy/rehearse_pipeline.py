@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy.rehearsal import (
+    LABEL,
     MODEL_NAME,
     Rehearsal,
     StepFailed,
@@ -39,6 +40,8 @@ def pipeline_runner_args(r: Rehearsal) -> dict[str, Any]:
         "tmpfs": {"/tmp": "mode=1777"},
         "cap_drop": ["ALL"],
         "security_opt": ["no-new-privileges"],
+        # Teardown removes what carries the label: a step cut off at its bound included.
+        "labels": {LABEL: "1"},
     }
 
 
@@ -74,6 +77,7 @@ def run_pipeline_in_containers(r: Rehearsal, log_name: str) -> Path:
     # kfp creates each step's output folders here as this (root) process; the steps write
     # into them as uid 10001, like a pod's fsGroup-owned volume: so no umask while it runs.
     umask = os.umask(0)
+    r.activity = f"running the pipeline's steps in containers (see {log_name})"
     with (r.logs / log_name).open("w") as log, contextlib.redirect_stdout(log):
         try:
             task = pipeline(**inputs.as_arguments())

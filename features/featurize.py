@@ -80,21 +80,38 @@ def seed_live_state(store, transactions: pd.DataFrame) -> int:
     return seed_from_transactions(open_live_state(store, horizon), transactions, horizon)
 
 
-def run(root: Path | None = None, online: str | None = None) -> FeaturizeReport:
-    """The stage: offline sources + training set, then ``feast apply`` and materialisation."""
+def load_online(
+    store, customer: pd.DataFrame, terminal: pd.DataFrame, transactions: pd.DataFrame
+) -> tuple[pd.Timestamp, int]:
+    """Load the online side from the versioned data: register, materialise, seed the state.
+
+    The one way an online store is loaded -- by this stage, and by a deployment against
+    its Redis (``make rehearse``). All three belong together: rows materialised without the
+    live state they continue from give every transaction an empty history (wrong velocity,
+    and a Feast row the transformer cannot tell is stale). Returns the materialisation end
+    and the number of transactions the live state holds.
+    """
     # Feast is imported here so that computing the training set alone never pays for it.
-    from features.store import apply_definitions, feature_store, materialize
+    from features.store import apply_definitions, materialize
+
+    apply_definitions(store)
+    # Up to the last row: every entity then holds the row its next transaction would see.
+    last_row = max(customer[EVENT_TIMESTAMP].max(), terminal[EVENT_TIMESTAMP].max())
+    materialize(store, last_row)
+    return pd.Timestamp(last_row), seed_live_state(store, transactions)
+
+
+def run(root: Path | None = None, online: str | None = None) -> FeaturizeReport:
+    """The stage: offline sources + training set, then the online store (:func:`load_online`)."""
+    # Feast is imported here so that computing the training set alone never pays for it.
+    from features.store import feature_store
 
     started = time.perf_counter()
     customer, terminal, training_set = write_offline(root)
     offline_done = time.perf_counter()
 
     store = feature_store(paths(root).feature_repo, online=online)  # type: ignore[arg-type]
-    apply_definitions(store)
-    # Up to the last row: every entity then holds the row its next transaction would see.
-    last_row = max(customer[EVENT_TIMESTAMP].max(), terminal[EVENT_TIMESTAMP].max())
-    materialize(store, last_row)
-    live = seed_live_state(store, training_set)
+    last_row, live = load_online(store, customer, terminal, training_set)
     return FeaturizeReport(
         transactions=len(training_set),
         customer_rows=len(customer),
@@ -102,7 +119,7 @@ def run(root: Path | None = None, online: str | None = None) -> FeaturizeReport:
         unknown_customer_rows=int(training_set[UNKNOWN_CUSTOMER].sum()),
         unknown_terminal_rows=int(training_set[UNKNOWN_TERMINAL].sum()),
         online_store=store.config.online_store.type,
-        materialized_until=pd.Timestamp(last_row).isoformat(),
+        materialized_until=last_row.isoformat(),
         live_state_transactions=live,
         offline_seconds=round(offline_done - started, 2),
         online_seconds=round(time.perf_counter() - offline_done, 2),

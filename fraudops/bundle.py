@@ -27,6 +27,9 @@ _DECISIONS = np.array([APPROVE, REVIEW, DECLINE], dtype=object)
 
 BOOSTER_FILE = "model.ubj"
 BUNDLE_FILE = "bundle.json"
+#: Written beside a run's bundle when the registry gives it a version: a folder fetched by
+#: location (KServe's STORAGE_URI -> /mnt/models) then knows the version it serves.
+REGISTRATION_FILE = "registration.json"
 #: Where a training run stores the bundle and the drift reference inside its artifacts.
 BUNDLE_ARTIFACT_PATH = "bundle"
 REFERENCE_ARTIFACT_PATH = "reference"
@@ -134,10 +137,33 @@ def load_bundle(directory: Path) -> ModelBundle:
         booster=booster,
         feature_names=tuple(manifest["feature_names"]),
         thresholds=Thresholds(**manifest["thresholds"]),
-        model_version=manifest.get("model_version"),
+        model_version=manifest.get("model_version") or registered_version(directory),
         run_id=manifest.get("run_id"),
         metadata=manifest.get("metadata", {}),
     )
+
+
+def registration_record(model_name: str, version: str, registered_at: str) -> dict[str, str]:
+    """What :data:`REGISTRATION_FILE` holds: the registry's name and version for these files."""
+    return {"model_name": model_name, "model_version": str(version), "registered_at": registered_at}
+
+
+def registered_version(directory: Path) -> str | None:
+    """The version :data:`REGISTRATION_FILE` in ``directory`` names (None: never registered).
+
+    A bundle is saved before its run is registered, so its own ``model_version`` is empty;
+    registration adds this file beside it (``training.register.register_candidate``).
+    """
+    path = Path(directory) / REGISTRATION_FILE
+    if not path.exists():
+        return None
+    try:
+        version = json.loads(path.read_text())["model_version"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(
+            f"{path}: model_version: must be a JSON object naming the registered version ({exc})"
+        ) from None
+    return str(version)
 
 
 def _version_by_alias(client, model_name: str, alias: str, uri: str):

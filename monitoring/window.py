@@ -25,14 +25,12 @@ from data.schema import TRANSACTION_ID, TX_DATETIME
 from features.definitions import build_training_set, compute_entity_features
 from fraudops.bundle import SCORE_COLUMN, ModelBundle
 from fraudops.config import FeaturizeParams
-from serving.prediction_log import read_prediction_log
+from serving.prediction_log import SHIPPED_SUFFIX, is_log_file, read_prediction_log
 from training.evaluate import bundle_scores
 
 DECISION_COLUMN = "decision"
 MODEL_VERSION_COLUMN = "model_version"
 TRANSACTION_SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz", ".txt")
-#: Daily prediction-log files are ``predictions-YYYYMMDD[-N].jsonl`` (serving.prediction_log).
-LOG_PREFIX = "predictions-"
 
 
 class MonitoringInputError(ValueError):
@@ -173,24 +171,26 @@ def is_uri(source: str | Path) -> bool:
 def _fetch_log(uri: str, directory: Path) -> Path:
     """Copy the prediction-log files under ``uri`` (S3, GCS, file://) into ``directory``.
 
-    The cluster's log sink writes the same daily JSON-lines files to an object store; the
-    reader stays one function over a local folder.
+    What the cluster's shipper writes (``date=YYYY-MM-DD/<time>-<uuid>.log.gz``, any depth)
+    and server files copied as they are; the reader stays one function over a local folder.
     """
     from pyarrow import fs
 
     try:
         filesystem, root = fs.FileSystem.from_uri(uri.rstrip("/"))
-        listing = filesystem.get_file_info(fs.FileSelector(root, allow_not_found=True))
+        selector = fs.FileSelector(root, allow_not_found=True, recursive=True)
+        listing = filesystem.get_file_info(selector)
     except (OSError, ValueError) as exc:
         raise MonitoringInputError(f"{uri}: cannot list the prediction log ({exc})") from None
     for info in listing:
-        if (
-            info.is_file
-            and info.base_name.startswith(LOG_PREFIX)
-            and info.base_name.endswith(".jsonl")
-        ):
-            with filesystem.open_input_stream(info.path) as remote:
-                (directory / info.base_name).write_bytes(remote.read())
+        if info.is_file and is_log_file(info.base_name):
+            name = info.base_name
+            if name.endswith(SHIPPED_SUFFIX):
+                # Flattened, the folders kept in the name: two days' objects never collide.
+                name = info.path[len(root) :].strip("/").replace("/", "__")
+            # compression=None: the bytes as stored (pyarrow would un-gzip a .gz on the way).
+            with filesystem.open_input_stream(info.path, compression=None) as remote:
+                (directory / name).write_bytes(remote.read())
     return directory
 
 

@@ -1,13 +1,16 @@
 """The prediction log: one JSON line per scored transaction, read back by the drift job.
 
-Locally it is a folder of daily JSON-lines files (rotated by size too); on a cluster KServe's
-request logger ships the same records to a sink. The record layout lives only here:
-``PredictionRecord`` is what servers write and ``read_prediction_log`` what monitoring reads.
+Locally it is a folder of daily JSON-lines files (rotated by size too); on a cluster the
+transformer's log shipper (Vector, ``k8s/components/transformer``) writes the same records
+to the object store, gzipped, as ``<prefix>date=YYYY-MM-DD/<unix time>-<uuid>.log.gz``. The
+record layout lives only here: ``PredictionRecord`` is what servers write and
+``read_prediction_log`` what monitoring reads, from either form.
 """
 
 from __future__ import annotations
 
 import atexit
+import gzip
 import json
 import logging
 import os
@@ -27,6 +30,50 @@ logger = logging.getLogger("serving.prediction_log")
 
 #: Rotate a day's file once it passes this size, so no single file grows without bound.
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+#: The servers' own files: ``predictions-YYYYMMDD[-N].jsonl``.
+LOG_FILE_PREFIX, LOG_FILE_SUFFIX = "predictions-", ".jsonl"
+#: The shipper's objects (Vector's aws_s3 sink, gzip): the same records, one per line.
+SHIPPED_SUFFIX = ".log.gz"
+#: Fields every record has: a line without them is not a prediction record.
+REQUIRED_FIELDS = (TRANSACTION_ID, TX_DATETIME, CUSTOMER_ID, TERMINAL_ID, TX_AMOUNT)
+
+
+def is_log_file(name: str) -> bool:
+    """A server's daily file or a shipped object, by its name."""
+    server_file = name.startswith(LOG_FILE_PREFIX) and name.endswith(LOG_FILE_SUFFIX)
+    return server_file or name.endswith(SHIPPED_SUFFIX)
+
+
+def prediction_log_files(directory: Path) -> list[Path]:
+    """The servers' daily files in ``directory`` and shipped objects at any depth below it."""
+    directory = Path(directory)
+    files = set(directory.glob(f"{LOG_FILE_PREFIX}*{LOG_FILE_SUFFIX}"))
+    files |= set(directory.rglob(f"*{SHIPPED_SUFFIX}"))  # date=YYYY-MM-DD/ folders
+    return sorted(files)
+
+
+def _records(path: Path) -> list[dict]:
+    """The records of one file (gzipped when shipped); a line that is not one is named."""
+    opener = gzip.open if path.name.endswith(".gz") else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path} line {number}: not a JSON record ({exc})") from None
+            missing = [
+                name for name in REQUIRED_FIELDS if not isinstance(row, dict) or name not in row
+            ]
+            if missing:
+                raise ValueError(
+                    f"{path} line {number}: {missing[0]}: required in a prediction record, "
+                    "missing (is this file a prediction log?)"
+                )
+            rows.append(row)
+    return rows
 
 
 @dataclass(frozen=True)
@@ -190,16 +237,13 @@ def read_prediction_log(
 ) -> pd.DataFrame:
     """Read every record under ``directory`` into a frame, one column per feature.
 
-    ``start``/``end`` filter on the transaction time (``tx_datetime``, [start, end)). Feature
-    values become columns named as in the feature definition; a missing feature is NaN.
+    The servers' daily files and the shipper's gzipped objects (:func:`prediction_log_files`)
+    alike. ``start``/``end`` filter on the transaction time (``tx_datetime``, [start, end)).
+    Feature values become columns named as in the feature definition; a missing one is NaN.
     """
-    files = sorted(Path(directory).glob("predictions-*.jsonl"))
     rows: list[dict] = []
-    for path in files:
-        with path.open() as handle:
-            for line in handle:
-                if line.strip():
-                    rows.append(json.loads(line))
+    for path in prediction_log_files(directory):
+        rows.extend(_records(path))
     if not rows:
         return pd.DataFrame(columns=list(PredictionRecord.__dataclass_fields__))
     frame = pd.json_normalize(rows, sep=".")

@@ -18,7 +18,14 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from fraudops.bundle import MODEL_NAME, ModelBundle, load_run_bundle
+from fraudops.bundle import (
+    BUNDLE_ARTIFACT_PATH,
+    MODEL_NAME,
+    REGISTRATION_FILE,
+    ModelBundle,
+    load_run_bundle,
+    registration_record,
+)
 from fraudops.config import Params, RegisterParams
 from fraudops.registry import RegistryUnavailableError, mlflow_client
 from training.evaluate import EvaluationError, evaluate_bundle
@@ -262,6 +269,13 @@ def register_candidate(
         model_id=model_id,
         tags=lineage,
         description=description or run.data.tags.get("mlflow.note.content"),
+    )
+    # Beside the bundle: whoever fetches the folder by location (KServe's storage
+    # initializer) serves it under the version the registry gave it, not as "local".
+    client.log_dict(
+        run_id,
+        registration_record(model_name, str(version.version), _now()),
+        f"{BUNDLE_ARTIFACT_PATH}/{REGISTRATION_FILE}",
     )
     client.set_registered_model_alias(model_name, CANDIDATE, str(version.version))
     return str(version.version)

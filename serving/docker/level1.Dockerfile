@@ -13,7 +13,7 @@
 # the tests ran. Build from the repository root.
 
 # The official image by default; `make rehearse` passes a base built from Debian packages
-# (debootstrap) when no image registry can be reached. Both must be the same in both stages.
+# (debootstrap) when no image registry can be reached.
 ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 
 # Overridden by `--build-context model=<exported bundle dir>` (BuildKit: a named context
@@ -23,33 +23,28 @@ ARG BASE_IMAGE=python:3.11.13-slim-bookworm
 ARG MODEL_IMAGE=scratch
 FROM ${MODEL_IMAGE} AS model
 
-FROM ${BASE_IMAGE} AS build
-# UV_NATIVE_TLS: uv trusts the base's CA store (as pip does), so a CA added there counts.
-ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
-    UV_COMPILE_BYTECODE=1 \
-    UV_LINK_MODE=copy \
-    UV_PYTHON_DOWNLOADS=never \
-    UV_NATIVE_TLS=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN pip install --no-cache-dir uv==0.13.9
-WORKDIR /src
-# The lock and the project metadata only: this layer changes when dependencies do.
-# Left out, to keep the image under 1.5 GB: XGBoost's multi-GPU NCCL (0.5 GB; these servers
-# score on the CPU), mypy (a type-checker plugin SQLAlchemy lists for Feast) and the
-# packages' own test suites.
-COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --no-install-project --no-cache --extra serve \
-        --no-install-package nvidia-nccl-cu12 --no-install-package mypy \
-    && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} +
-
 FROM ${BASE_IMAGE}
 # A fixed numeric uid, so Kubernetes `runAsNonRoot` can check it; log folders it may write.
 RUN groupadd --system --gid 10001 fraud \
     && useradd --system --uid 10001 --gid fraud --no-create-home --shell /usr/sbin/nologin fraud \
     && mkdir -p /var/log/fraud/predictions /var/log/fraud/audit \
     && chown -R fraud:fraud /var/log/fraud
-# Same base image in both stages, so the venv's python symlink resolves here too.
-COPY --from=build /opt/venv /opt/venv
+# The lock and the project metadata only: the dependency layer below changes when they do.
+COPY pyproject.toml uv.lock /opt/lock/
+# The locked dependencies, in one layer that every serving Dockerfile builds with this same
+# RUN: the engine builds it once and the serving images share it. No build stage: uv comes
+# in, installs and leaves within the RUN (a venv built in another stage would be copied and
+# committed a second time, minutes per image on a cold cache). UV_NATIVE_TLS: uv trusts the
+# base's CA store (as pip does), so a CA added there counts. Left out, to keep the image
+# under 1.5 GB: XGBoost's multi-GPU NCCL (0.5 GB; these servers score on the CPU), mypy (a
+# type-checker plugin SQLAlchemy lists for Feast) and the packages' own test suites.
+RUN pip install --no-cache-dir --disable-pip-version-check --target /tmp/uv uv==0.13.9 \
+    && UV_PROJECT_ENVIRONMENT=/opt/venv UV_COMPILE_BYTECODE=1 UV_PYTHON_DOWNLOADS=never \
+       UV_NATIVE_TLS=1 /tmp/uv/bin/uv sync --project /opt/lock --frozen --no-dev \
+       --no-install-project --no-cache --extra serve \
+       --no-install-package nvidia-nccl-cu12 --no-install-package mypy \
+    && find /opt/venv/lib/python3.11/site-packages -type d -name tests -prune -exec rm -rf {} + \
+    && rm -rf /tmp/uv
 # NUMBA_CACHE_DIR: compiled trees are cached on /tmp, writable under a read-only root.
 ENV PATH=/opt/venv/bin:$PATH \
     VIRTUAL_ENV=/opt/venv \

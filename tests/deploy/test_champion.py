@@ -32,7 +32,12 @@ def _log_version(client, experiment_id: str, bundle, tmp: Path) -> str:
     """One training run as the pipeline logs it: ``bundle/`` + an MLflow ``model/`` folder."""
     from dataclasses import replace
 
-    from fraudops.bundle import BUNDLE_ARTIFACT_PATH, save_bundle
+    from fraudops.bundle import (
+        BUNDLE_ARTIFACT_PATH,
+        REGISTRATION_FILE,
+        registration_record,
+        save_bundle,
+    )
 
     run = client.create_run(experiment_id)
     run_id = run.info.run_id
@@ -44,7 +49,14 @@ def _log_version(client, experiment_id: str, bundle, tmp: Path) -> str:
     client.log_artifacts(run_id, str(mlmodel), "model")
     client.set_terminated(run_id)
     source = f"{run.info.artifact_uri}/model"
-    return client.create_model_version(NAME, source=source, run_id=run_id).version
+    version = client.create_model_version(NAME, source=source, run_id=run_id).version
+    # What training.register.register_candidate writes beside the bundle once registered.
+    client.log_dict(
+        run_id,
+        registration_record(NAME, version, "2026-01-01T00:00:00+00:00"),
+        f"{BUNDLE_ARTIFACT_PATH}/{REGISTRATION_FILE}",
+    )
+    return version
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +107,8 @@ def test_the_storage_uri_downloads_to_what_the_predictor_loads(registry, tmp_pat
     assert loaded, holder.load_error
     assert holder.bundle.feature_names == ("tx_amount", "customer_tx_count_1d")
     assert holder.bundle.run_id == champion.run_id
+    # The registry's version, not "local": the folder carries what registration wrote.
+    assert holder.bundle.model_version == champion.version == "1"
 
 
 def test_the_model_version_folder_is_not_loadable(registry, tmp_path: Path):

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import threading
 from pathlib import Path
+
+import pytest
 
 from deploy.images import (
     IMAGES,
@@ -28,8 +31,8 @@ def test_every_dockerfile_takes_its_base_defaulting_to_the_official_image():
         text = (project_root() / spec.dockerfile).read_text()
         assert f"ARG BASE_IMAGE={OFFICIAL_BASE}" in text, spec.dockerfile
         froms = re.findall(r"^FROM (\S+)", text, flags=re.MULTILINE)
-        # Both stages from the same base: the venv's python symlink must resolve in the last.
-        assert froms.count("${BASE_IMAGE}") == 2, (spec.dockerfile, froms)
+        # One stage from the base: the venv is built where it runs (no copy of it to commit).
+        assert froms.count("${BASE_IMAGE}") == 1, (spec.dockerfile, froms)
         assert "USER 10001:10001" in text
 
 
@@ -65,13 +68,14 @@ def test_images_with_the_same_extras_share_one_venv_build():
     from deploy.images import extras_of
 
     sets = {spec.name: extras_of(project_root(), spec) for spec in IMAGES}
-    assert sets["train"] == ("train", "pipeline") and sets["monitor"] == ("monitor",)
+    # The batch jobs (pipeline steps, monitoring CronJobs) share one venv; the servers another.
+    assert sets["train"] == sets["monitor"] == ("train", "pipeline", "monitor")
     assert {sets[name] for name in ("predictor", "transformer", "explainer", "level2")} == {
         ("serve",)
     }
 
 
-def test_the_shared_build_stage_is_built_once_before_the_parallel_builds(tmp_path: Path):
+def test_one_image_per_dependency_set_builds_at_once_the_rest_from_its_layers(tmp_path: Path):
     from deploy import images
 
     calls = []
@@ -82,13 +86,66 @@ def test_the_shared_build_stage_is_built_once_before_the_parallel_builds(tmp_pat
 
     class FakeApi:
         def build(self, **kwargs):
-            calls.append((kwargs["dockerfile"], kwargs["target"], kwargs["tag"]))
+            calls.append((threading.current_thread().name, kwargs["dockerfile"]))
             return iter([{"stream": "ok\n"}])
 
     class FakeClient:
         api, images = FakeApi(), FakeImages()
 
     built = images.build_all(lambda: FakeClient(), project_root(), "base:1")
-    assert calls[0] == ("pipelines/Dockerfile", "build", "fraud-mlops-build-stage:rehearse")
-    assert all(target is None for _, target, _ in calls[1:])
     assert [b.name for b in built] == [spec.name for spec in IMAGES]
+    at_once = {dockerfile for thread, dockerfile in calls if thread.startswith("build-")}
+    # One per set of extras (each installs its own venv); the others reuse that layer.
+    assert at_once == {"pipelines/Dockerfile", "serving/docker/predictor.Dockerfile"}
+    assert sorted(dockerfile for _, dockerfile in calls) == sorted(s.dockerfile for s in IMAGES)
+
+
+def test_a_failed_parallel_build_is_raised_in_the_caller():
+    from deploy import images
+
+    def fails() -> images.BuiltImage:
+        raise images.ImageBuildError("pipelines/Dockerfile: uv sync failed")
+
+    with pytest.raises(images.ImageBuildError, match="uv sync failed"):
+        images.in_parallel([lambda: BuiltImage("x", "x", 1, 1), fails])
+
+
+def test_the_serving_images_share_one_dependency_layer():
+    """The same instructions up to the venv in every serving Dockerfile: built once."""
+
+    def dependency_part(spec) -> str:
+        text = (project_root() / spec.dockerfile).read_text()
+        lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+        final = max(i for i, line in enumerate(lines) if line.startswith("FROM ${BASE_IMAGE}"))
+        end = next(i for i, line in enumerate(lines) if line.startswith("ENV PATH="))
+        return "\n".join(lines[final:end])
+
+    serving = [s for s in (*IMAGES, LEVEL1) if s.dockerfile.startswith("serving/")]
+    assert len({dependency_part(spec) for spec in serving}) == 1
+    assert "uv sync" in dependency_part(serving[0]) and "COPY --from" not in dependency_part(
+        serving[0]
+    )
+
+
+def test_level1_gets_its_model_as_an_image_of_the_two_bundle_files(tmp_path: Path):
+    """What --build-context model=<dir> gives BuildKit, for the classic builder."""
+    import io
+    import tarfile
+
+    from deploy import images
+
+    for name in ("model.ubj", "bundle.json", "registration.json"):
+        (tmp_path / name).write_text(name)
+    sent = {}
+
+    class FakeApi:
+        def build(self, **kwargs):
+            sent.update(kwargs)
+            return iter([{"stream": "Successfully built\n"}])
+
+    client = type("Client", (), {"api": FakeApi()})()
+    assert images.build_model_image(client, tmp_path, "m:1") == "m:1"
+    with tarfile.open(fileobj=io.BytesIO(sent["fileobj"].getvalue())) as context:
+        assert sorted(context.getnames()) == ["Dockerfile", "bundle.json", "model.ubj"]
+        dockerfile = context.extractfile("Dockerfile").read().decode()
+    assert dockerfile.startswith("FROM scratch") and sent["custom_context"] is True

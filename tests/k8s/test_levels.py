@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from deploy.manifests import pod_specs
 from tests.k8s.conftest import env_of, find, one
@@ -40,8 +41,8 @@ def isvc(docs: list[dict[str, Any]], name: str = "fraud-detector") -> dict[str, 
 
 
 def container(component: dict[str, Any]) -> dict[str, Any]:
-    (only,) = component["containers"]
-    return only
+    """The model server's container: the first (a sidecar, if any, follows it)."""
+    return component["containers"][0]
 
 
 def test_level1_is_a_deployment_service_and_hpa_of_the_baked_image(rendered):
@@ -69,6 +70,32 @@ def test_level2_reads_the_registry_uri_and_alias_from_configuration(rendered):
     # A restart for a new champion never drops capacity (k8s/README.md "Level 2").
     assert one(docs, "Deployment")["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     assert "startupProbe" in app
+
+
+@pytest.mark.parametrize("level", ["level1", "level2"])
+def test_the_fastapi_levels_look_features_up_in_the_redis_online_store(rendered, level):
+    """They assemble features themselves: the cluster's Feast config, as the transformer has."""
+    docs = rendered[f"overlays/{level}"]
+    pod = one(docs, "Deployment", f"fraud-detector-{level}")["spec"]["template"]["spec"]
+    env = env_of(container(pod))
+    assert env["FRAUD_ONLINE_STORE"] == "redis"
+    assert env["FRAUD_REDIS_URL"] == "feast-redis.mlops.svc.cluster.local:6379"
+    mounts = {m["name"]: m["mountPath"] for m in container(pod)["volumeMounts"]}
+    assert env["FRAUD_FEAST_REPO"] == mounts["feast-config"]
+    assert (
+        "type: redis" in one(docs, "ConfigMap", "feast-feature-store")["data"]["feature_store.yaml"]
+    )
+    redis_policy = one(rendered["infra"], "NetworkPolicy", "feast-redis")
+    admitted = [
+        rule["podSelector"]
+        for rule in redis_policy["spec"]["ingress"][0]["from"]
+        if "podSelector" in rule
+    ]
+    assert any(
+        level in expression.get("values", [])
+        for selector in admitted
+        for expression in selector.get("matchExpressions", [])
+    )
 
 
 def test_level3_predictor_scales_to_zero_on_concurrency(rendered):
@@ -111,6 +138,32 @@ def test_level5_adds_the_explainer_and_logs_to_the_prediction_log_sink(rendered)
     args = container(spec["transformer"])["args"]
     assert args[args.index("--explainer_host") + 1].startswith("fraud-detector-explainer.")
     assert "FRAUD_AUDIT_LOG_DIR" in env_of(container(spec["explainer"]))
+
+
+def test_the_transformer_ships_its_prediction_log_where_the_drift_job_reads(rendered):
+    """Its sidecar tails the files the transformer writes and writes them to the store."""
+    docs = rendered["overlays/level5"]
+    transformer = isvc(docs)["transformer"]
+    server, shipper = transformer["containers"]
+    log_dir = env_of(server)["FRAUD_PREDICTION_LOG_DIR"]
+    config = yaml.safe_load(one(docs, "ConfigMap", "prediction-log-shipper")["data"]["vector.yaml"])
+    [tailed] = config["sources"]["transformer_records"]["include"]
+    assert tailed == f"{log_dir}/predictions-*.jsonl"
+    sink = config["sinks"]["prediction_log"]
+    assert (sink["compression"], sink["encoding"]["codec"]) == ("gzip", "json")
+    assert sink["framing"]["method"] == "newline_delimited"
+    shipped_to = "s3://{}/{}".format(
+        env_of(shipper)["PREDICTION_LOG_BUCKET"], env_of(shipper)["PREDICTION_LOG_PREFIX"]
+    )
+    cronjob = one(rendered["infra"], "CronJob", "fraud-drift")
+    drift = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(drift)["FRAUD_PREDICTION_LOG_DIR"] == shipped_to
+    # The request logger's CloudEvents (no transaction in them) go elsewhere.
+    request_log = one(docs, "Deployment", "prediction-log-sink")
+    assert (
+        env_of(request_log["spec"]["template"]["spec"]["containers"][0])["REQUEST_LOG_PREFIX"]
+        != env_of(shipper)["PREDICTION_LOG_PREFIX"]
+    )
 
 
 def test_release_configmap_sets_the_model_location_of_every_model_loader(rendered):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fraudops.bundle import load_bundle, save_bundle
+from fraudops.bundle import REGISTRATION_FILE, load_bundle, registration_record, save_bundle
 from training.train import TrainingResult, feature_matrix
 
 
@@ -37,3 +37,20 @@ def test_wrong_width_is_rejected(trained: TrainingResult) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="bundle.json: model bundle file missing"):
         load_bundle(tmp_path)
+
+
+def test_a_registered_folder_reports_its_registry_version(
+    trained: TrainingResult, tmp_path: Path
+) -> None:
+    directory = save_bundle(trained.bundle, tmp_path)  # saved before registration: no version
+    assert load_bundle(directory).model_version is None
+    record = registration_record("fraud-detector", "7", "2026-01-01T00:00:00+00:00")
+    (directory / REGISTRATION_FILE).write_text(json.dumps(record))
+    assert load_bundle(directory).model_version == "7"
+
+
+def test_a_malformed_registration_record_is_named(trained: TrainingResult, tmp_path: Path) -> None:
+    directory = save_bundle(trained.bundle, tmp_path)
+    (directory / REGISTRATION_FILE).write_text(json.dumps({"version": "7"}))
+    with pytest.raises(ValueError, match=r"registration.json: model_version: must be"):
+        load_bundle(directory)

@@ -10,7 +10,12 @@ import pytest
 from mlflow import MlflowClient
 
 from features.definitions import FEATURE_NAMES
-from fraudops.bundle import load_reference_sample, load_registered_bundle
+from fraudops.bundle import (
+    BUNDLE_ARTIFACT_PATH,
+    load_bundle,
+    load_reference_sample,
+    load_registered_bundle,
+)
 from tests.model.mlflow_store import fresh_sqlite_store, migrated_store_template
 from tests.model.synthetic import WEAK_XGBOOST, small_params, write_training_set
 from training.register import (
@@ -72,6 +77,22 @@ def test_first_model_becomes_champion(training_set: Path, registry: str, tmp_pat
     assert bundle.metadata["metrics"]["average_precision"] > 0.5
     [event] = champion_history(MODEL, registry)
     assert event["event"] == "promote" and event["version"] == "1" and event["previous"] is None
+
+
+def test_the_bundle_folder_names_the_version_it_was_registered_as(
+    training_set: Path, registry: str, tmp_path: Path
+) -> None:
+    """Fetched by location (KServe's STORAGE_URI), the run's bundle still knows its version."""
+    import mlflow.artifacts
+
+    summary = train_and_register(training_set, registry, tmp_path)
+    folder = mlflow.artifacts.download_artifacts(
+        run_id=summary.run_id,
+        artifact_path=BUNDLE_ARTIFACT_PATH,
+        dst_path=str(tmp_path / "mnt-models"),
+        tracking_uri=registry,
+    )
+    assert load_bundle(Path(folder)).model_version == summary.candidate_version == "1"
 
 
 def test_worse_candidate_is_not_promoted_and_the_run_succeeds(
