@@ -22,7 +22,7 @@ from deploy import images as image_builds
 from deploy.dvc_urls import PIPELINE_INPUTS
 from deploy.engine import Engine, EngineUnavailable
 from deploy.manifests import build
-from deploy.pod_container import ContainerPlan
+from deploy.pod_container import ContainerPlan, config_maps_of, plan_container
 from deploy.rehearse_services import (
     CLUSTER_HOSTS,
     LOCAL_TEST_CREDENTIALS,
@@ -178,6 +178,17 @@ class Rehearsal:
             },
             "mlflow-postgres": {"MLFLOW_BACKEND_STORE_URI": self.database.url},
         }
+
+    def plan_from(self, docs: list[dict], pod: dict, name: str) -> ContainerPlan:
+        """The pod's first container as the rendered manifests ``docs`` run it, here."""
+        return plan_container(
+            pod,
+            pod["containers"][0],
+            name=name,
+            secrets=self.secrets(),
+            config_maps=config_maps_of(docs),
+            volume_dir=self.workdir / "volumes",
+        )
 
     def host_env(self) -> dict[str, str]:
         """Environment of the host-side clients (the workflow runner's, in production)."""

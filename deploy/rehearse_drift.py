@@ -23,7 +23,7 @@ import pandas as pd
 
 from data import schema
 from data.simulate import simulate_next_days
-from deploy.pod_container import config_maps_of, find, plan_container, pod_of
+from deploy.pod_container import find, pod_of
 from deploy.rehearsal import (
     DATA_OUTPUTS,
     MODEL_NAME,
@@ -194,16 +194,7 @@ def step_drift(r: Rehearsal) -> str:
     """The drift CronJob's container, from its manifest, on the prediction log in S3."""
     docs = render(r.root, "k8s/infra/drift")
     pod = pod_of(find(docs, "CronJob", "fraud-drift"))
-    plan = local_images(
-        plan_container(
-            pod,
-            pod["containers"][0],
-            name="drift",
-            secrets=r.secrets(),
-            config_maps=config_maps_of(docs),
-            volume_dir=r.workdir / "volumes",
-        )
-    )
+    plan = local_images(r.plan_from(docs, pod, "drift"))
     before = set(r.store.keys("mlflow/"))
     container = r.run_container(plan, extra_hosts=r.cluster_hosts())
     code = wait_exit(r, container, DRIFT_JOB_EXIT_S, "the drift CronJob's container")

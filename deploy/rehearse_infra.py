@@ -17,7 +17,7 @@ from dataclasses import replace
 from deploy import images as image_builds
 from deploy.dvc_urls import remote_urls
 from deploy.engine import bridge_gateway, ensure_engine
-from deploy.pod_container import ContainerPlan, config_maps_of, find, plan_container, pod_of
+from deploy.pod_container import ContainerPlan, config_maps_of, find, pod_of
 from deploy.rehearsal import (
     DATA_OUTPUTS,
     DVC_REMOTE,
@@ -102,14 +102,7 @@ def mlflow_plan(r: Rehearsal) -> ContainerPlan:
     """The MLflow container of ``k8s/infra/mlflow``, as its Deployment runs it."""
     docs = render(r.root, "k8s/infra/mlflow")
     pod = pod_of(find(docs, "Deployment", "mlflow"))
-    plan = plan_container(
-        pod,
-        pod["containers"][0],
-        name="mlflow",
-        secrets=r.secrets(),
-        config_maps=config_maps_of(docs),
-        volume_dir=r.workdir / "volumes",
-    )
+    plan = r.plan_from(docs, pod, "mlflow")
     # Two rehearsal-only changes, both about where it listens, none about how it stores:
     # the host network (PostgreSQL listens on the host's loopback) bound to the bridge
     # address only (0.0.0.0 would collide with other servers on a shared machine), and that

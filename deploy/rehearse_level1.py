@@ -13,7 +13,7 @@ import shutil
 import sys
 
 from deploy import images as image_builds
-from deploy.pod_container import config_maps_of, find, plan_container, pod_of
+from deploy.pod_container import find, pod_of
 from deploy.rehearsal import (
     Rehearsal,
     StepFailed,
@@ -64,16 +64,7 @@ def step_level1(r: Rehearsal) -> str:
     built = build_level1(r)
     docs = render(r.root, "k8s/overlays/level1")
     pod = pod_of(find(docs, "Deployment", DEPLOYMENT))
-    plan = local_images(
-        plan_container(
-            pod,
-            pod["containers"][0],
-            name="level1",
-            secrets=r.secrets(),
-            config_maps=config_maps_of(docs),
-            volume_dir=r.workdir / "volumes",
-        )
-    )
+    plan = local_images(r.plan_from(docs, pod, "level1"))
     container = r.run_container(plan, extra_hosts=r.cluster_hosts())
     url = f"http://{container_ip(container)}:8080"
     wait_ready(container, f"{url}/readyz", READY_TIMEOUT_S, ready_key=None)

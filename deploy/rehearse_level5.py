@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from deploy.pod_container import ContainerPlan, config_maps_of, find, plan_container, pod_of
+from deploy.pod_container import ContainerPlan, find, pod_of
 from deploy.rehearsal import (
     MODEL_NAME,
     Rehearsal,
@@ -82,14 +82,7 @@ def level5_plans(r: Rehearsal, storage_uri: str) -> dict[str, tuple[ContainerPla
     plans = {}
     for component in ("predictor", "explainer", "transformer"):
         pod = pod_of(isvc, component)
-        plan = plan_container(
-            pod,
-            pod["containers"][0],
-            name=component,
-            secrets=r.secrets(),
-            config_maps=config_maps_of(docs),
-            volume_dir=r.workdir / "volumes",
-        )
+        plan = r.plan_from(docs, pod, component)
         if "STORAGE_URI" in plan.env:
             # What the GitOps job patches into the overlay (deploy.gitops_patch --model-uri).
             plan.env["STORAGE_URI"] = storage_uri
