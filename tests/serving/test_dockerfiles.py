@@ -35,7 +35,7 @@ def test_dockerfile_runs_its_server_as_non_root_from_the_lock(image: str, module
     text = (DOCKER / f"{image}.Dockerfile").read_text()
     assert f'ENTRYPOINT ["python", "-m", "{module}"]' in text
     assert "USER 10001:10001" in text and "slim" in text
-    assert "uv sync --frozen" in text and "--extra serve" in text
+    assert "uv sync --project /opt/lock --frozen" in text and "--extra serve" in text
     assert "EXPOSE 8080" in text
 
 
