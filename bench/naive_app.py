@@ -18,6 +18,8 @@ from typing import Any
 import pandas as pd
 from fastapi import FastAPI, Request
 
+from fraudops.settings import MODEL_NAME
+
 
 def create_app(pickle_path: str) -> FastAPI:
     """The naive app around the pickled classifier at ``pickle_path``."""
@@ -30,7 +32,7 @@ def create_app(pickle_path: str) -> FastAPI:
     def ready() -> dict[str, bool]:
         return {"ready": True}
 
-    @app.post("/v1/models/fraud-detector:predict")
+    @app.post(f"/v1/models/{MODEL_NAME}:predict")
     async def predict(request: Request) -> dict[str, Any]:
         body = await request.json()
         predictions = []

@@ -35,7 +35,6 @@ from deploy.rehearse_services import (
 )
 
 LABEL = "fraud-mlops.rehearse"
-MODEL_NAME = "fraud-detector"
 #: The data the pipeline reads, as DVC tracks it (pushed to the S3 remote).
 DATA_OUTPUTS = PIPELINE_INPUTS
 DVC_REMOTE = "rehearse"

@@ -26,7 +26,6 @@ from data.simulate import simulate_next_days
 from deploy.pod_container import find, pod_of
 from deploy.rehearsal import (
     DATA_OUTPUTS,
-    MODEL_NAME,
     PREDICTION_LOG_PREFIX,
     TRAFFIC_BATCH,
     TRAFFIC_ROWS,
@@ -38,6 +37,7 @@ from deploy.rehearsal import (
 )
 from deploy.rehearse_services import BUCKET
 from fraudops.config import load_params
+from fraudops.settings import MODEL_NAME
 from serving.prediction_log import LOG_FILE_PREFIX, LOG_FILE_SUFFIX, SHIPPED_SUFFIX
 
 #: Where k8s/infra/drift's skew job reads the versioned transactions (`--transactions`).

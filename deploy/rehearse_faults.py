@@ -11,7 +11,6 @@ import shutil
 from dataclasses import replace
 
 from deploy.rehearsal import (
-    MODEL_NAME,
     Rehearsal,
     StepFailed,
     environment,
@@ -21,6 +20,7 @@ from deploy.rehearsal import (
 from deploy.rehearse_level5 import level5_plans, step_smoke, storage_initializer
 from deploy.rehearse_pipeline import champion_version, run_pipeline_in_containers
 from deploy.rehearse_services import MLFLOW_PORT
+from fraudops.settings import MODEL_NAME
 
 #: Seconds the predictor may take to refuse a wrong model folder (it exits at start-up).
 WRONG_URI_EXIT_S = 180.0

@@ -19,7 +19,6 @@ from typing import Any
 
 from deploy.pod_container import ContainerPlan, find, pod_of
 from deploy.rehearsal import (
-    MODEL_NAME,
     Rehearsal,
     StepFailed,
     container_ip,
@@ -27,6 +26,7 @@ from deploy.rehearsal import (
     render,
     run_host,
 )
+from fraudops.settings import MODEL_NAME
 
 #: Seconds the storage initializer may take for one model (a few MB from the local store).
 STORAGE_TIMEOUT_S = 300.0

@@ -15,13 +15,13 @@ from typing import Any
 
 from deploy.rehearsal import (
     LABEL,
-    MODEL_NAME,
     Rehearsal,
     StepFailed,
     environment,
     one_line,
 )
 from deploy.rehearse_services import LOCAL_TEST_CREDENTIALS, MLFLOW_PORT
+from fraudops.settings import MODEL_NAME
 from pipelines import local_conditions
 
 

@@ -33,7 +33,7 @@ import numpy as np
 from data.files import write_json_atomic
 from fraudops.paths import paths
 from fraudops.registry import tracking_uri_or_default
-from fraudops.settings import ModelSettings, MonitoringSettings
+from fraudops.settings import MODEL_NAME, ModelSettings, MonitoringSettings
 from monitoring.window import is_uri
 
 EXIT_OK = 0
@@ -234,7 +234,7 @@ def add_job_arguments(parser: argparse.ArgumentParser, job: str) -> None:
     parser.add_argument(
         "--model-name",
         default=model.model_name,
-        help="registered model (default: FRAUD_MODEL_NAME or fraud-detector)",
+        help=f"registered model (default: FRAUD_MODEL_NAME or {MODEL_NAME})",
     )
     parser.add_argument("--out-dir", type=Path, help=f"report directory (default: reports/{job})")
     parser.add_argument("--no-mlflow", action="store_true", help="do not log the run to MLflow")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from fraudops.settings import MODEL_NAME
 from serving.processes import Component, LaunchError
 
 LEVELS = ("level1", "level2", "level3", "level4", "level5")
@@ -20,7 +21,7 @@ def kserve_ready_path(model_name: str) -> str:
 
 def level_components(
     level: str,
-    model_name: str = "fraud-detector",
+    model_name: str = MODEL_NAME,
     port: int = 8080,
     predictor_port: int = 8081,
     explainer_port: int = 8082,
