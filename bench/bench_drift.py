@@ -36,6 +36,7 @@ from fraudops.bundle import (
     save_bundle,
 )
 from fraudops.config import load_params
+from fraudops.registry import mlflow_client
 from monitoring.drift import DriftJobConfig, detect_drift, run_drift_job
 from monitoring.window import champion_scores, load_prediction_window
 from serving.prediction_log import PredictionLogWriter, PredictionRecord
@@ -72,8 +73,6 @@ def synthetic_features(n: int, seed: int, shift: float = 0.0) -> pd.DataFrame:
 
 def _register_champion(uri: str, root: Path, reference: pd.DataFrame) -> None:
     """A 50-tree booster on the synthetic features, registered as fraud-detector@champion."""
-    from mlflow import MlflowClient
-
     rng = np.random.default_rng(1)
     X = np.ascontiguousarray(reference[list(FEATURE_NAMES)].to_numpy(np.float32))
     y = (rng.random(len(X)) < 0.02 + 0.2 * (reference["tx_amount"].to_numpy() > 150)).astype(int)
@@ -85,7 +84,7 @@ def _register_champion(uri: str, root: Path, reference: pd.DataFrame) -> None:
     bundle = ModelBundle(booster, tuple(FEATURE_NAMES), Thresholds(review=0.1, decline=0.6))
     reference[SCORE_COLUMN] = bundle.predict_proba(X)
 
-    client = MlflowClient(uri, registry_uri=uri)
+    client, _ = mlflow_client(uri, check=False)
     experiment = client.create_experiment("bench", artifact_location=(root / "artifacts").as_uri())
     run_id = client.create_run(experiment).info.run_id
     save_bundle(bundle, root / "bundle")

@@ -20,6 +20,7 @@ from deploy.rehearsal import (
 from deploy.rehearse_level5 import level5_plans, step_smoke, storage_initializer
 from deploy.rehearse_pipeline import champion_version, run_pipeline_in_containers
 from deploy.rehearse_services import MLFLOW_PORT
+from fraudops.registry import mlflow_client
 from fraudops.settings import MODEL_NAME
 
 #: Seconds the predictor may take to refuse a wrong model folder (it exits at start-up).
@@ -28,13 +29,10 @@ WRONG_URI_EXIT_S = 180.0
 
 def step_fault_wrong_storage_uri(r: Rehearsal) -> str:
     """A wrong STORAGE_URI (the MLflow model folder): the predictor stops, naming it."""
-    from mlflow import MlflowClient
-
     uri = f"http://{r.gateway}:{MLFLOW_PORT}"
     with environment(r.host_env()):
-        wrong = MlflowClient(uri, uri).get_model_version_download_uri(
-            MODEL_NAME, r.champion["version"]
-        )
+        client, _ = mlflow_client(uri, check=False)
+        wrong = client.get_model_version_download_uri(MODEL_NAME, r.champion["version"])
     folder = r.workdir / "mnt-models-wrong"
     shutil.rmtree(folder, ignore_errors=True)
     storage_initializer(r, wrong, folder, "storage-initializer-wrong-uri.log")

@@ -21,6 +21,7 @@ from deploy.rehearsal import (
     one_line,
 )
 from deploy.rehearse_services import LOCAL_TEST_CREDENTIALS, MLFLOW_PORT
+from fraudops.registry import mlflow_client
 from fraudops.settings import MODEL_NAME
 from pipelines import local_conditions
 
@@ -90,12 +91,12 @@ def run_pipeline_in_containers(r: Rehearsal, log_name: str) -> Path:
 
 def champion_version(r: Rehearsal) -> str | None:
     """The registry's @champion version now (None: no champion)."""
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     uri = f"http://{r.gateway}:{MLFLOW_PORT}"
     try:
-        return MlflowClient(uri, uri).get_model_version_by_alias(MODEL_NAME, "champion").version
+        client, _ = mlflow_client(uri, check=False)
+        return client.get_model_version_by_alias(MODEL_NAME, "champion").version
     except MlflowException:
         return None
 

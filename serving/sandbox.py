@@ -29,6 +29,7 @@ from features.store import apply_definitions, feature_store, materialize
 from fraudops.bundle import BUNDLE_ARTIFACT_PATH, MODEL_NAME, ModelBundle, Thresholds, save_bundle
 from fraudops.config import FeaturizeParams, TrainParams, XGBoostParams
 from fraudops.paths import paths
+from fraudops.registry import mlflow_client
 from training.train import feature_matrix, fit_xgboost
 
 
@@ -140,10 +141,9 @@ def register_bundle(
     """Log the bundle as a run's ``bundle/`` artifacts, register a version, point ``alias`` at it."""
     import tempfile
 
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client, _ = mlflow_client(tracking_uri, check=False)
     experiment = client.get_experiment_by_name("serving-sandbox")
     experiment_id = (
         experiment.experiment_id
@@ -174,7 +174,5 @@ def set_alias(
     tracking_uri: str, version: str, model_name: str = MODEL_NAME, alias: str = "champion"
 ) -> None:
     """Move ``alias`` to ``version`` (what promotion and rollback do)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client, _ = mlflow_client(tracking_uri, check=False)
     client.set_registered_model_alias(model_name, alias, str(version))
