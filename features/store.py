@@ -7,6 +7,8 @@ store on one machine). The online store is chosen by argument or environment:
 * ``FRAUD_REDIS_URL`` -- ``host:port`` of Redis (required for ``redis``);
 * ``FRAUD_FEAST_PROJECT`` -- overrides the yaml's ``project`` (Redis keys and SQLite tables
   are namespaced by it, so several projects can share one Redis).
+
+They are read through :class:`fraudops.settings.FeatureStoreSettings`, when a store is built.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ from features.definitions import (
     TERMINAL_VIEW,
 )
 from fraudops.paths import paths
+from fraudops.settings import FeatureStoreSettings
 
 OnlineStore = Literal["sqlite", "redis"]
 
+#: The variables' names, for the messages (FeatureStoreSettings reads them).
 ONLINE_STORE_ENV = "FRAUD_ONLINE_STORE"
 REDIS_URL_ENV = "FRAUD_REDIS_URL"
-PROJECT_ENV = "FRAUD_FEAST_PROJECT"
 
 # Materialisation starts before any transaction can exist.
 _BEGINNING = datetime(1970, 1, 1, tzinfo=UTC)
@@ -50,7 +53,7 @@ def _online_store_block(online: str, redis_url: str | None) -> dict[str, str] | 
     if online == "sqlite":
         return None
     if online == "redis":
-        url = redis_url or os.environ.get(REDIS_URL_ENV)
+        url = redis_url
         if not url:
             raise ValueError(
                 f"{REDIS_URL_ENV}: required for the redis online store, e.g. 127.0.0.1:6379"
@@ -76,10 +79,11 @@ def feature_store(
         raise FileNotFoundError(f"{config_file}: Feast feature_store.yaml not found")
     # Same reading as Feast's own loader: ${VARS} in the yaml are substituted.
     raw = yaml.safe_load(os.path.expandvars(config_file.read_text()))
-    block = _online_store_block(online or os.environ.get(ONLINE_STORE_ENV, "sqlite"), redis_url)
+    settings = FeatureStoreSettings()
+    block = _online_store_block(online or settings.online_store, redis_url or settings.redis_url)
     if block is not None:
         raw["online_store"] = block
-    raw["project"] = project or os.environ.get(PROJECT_ENV) or raw["project"]
+    raw["project"] = project or settings.feast_project or raw["project"]
     config = RepoConfig(**raw)
     # Relative registry, online-store and source paths resolve against the repo, not the cwd.
     config.repo_path = repo

@@ -19,8 +19,11 @@ MonitoringSettings        + FRAUD_PUSHGATEWAY_URL (log dir may be s3://)  drift,
 DeploySettings            + FRAUD_SERVING_URL, FRAUD_REHEARSE_CACHE       deploy.smoke, images
 PipelineSettings          FRAUD_PROMOTE_VIA                               pipelines.run_local
 LaunchSettings            FRAUD_PORT, FRAUD_PREDICTOR_PORT, ...           serving.launch
+FeatureStoreSettings      FRAUD_ONLINE_STORE, FRAUD_REDIS_URL,            features.store
+                          FRAUD_FEAST_PROJECT
+ConsoleSettings           FRAUD_VERBOSE                                   pipelines.console
 serving.settings.         the model servers' own (FRAUD_MODEL_DIR, ...)   serving
-ServingSettings
+ServingSettings           + the model and log folders, the Feast store
 ========================  ==============================================  ==================
 """
 
@@ -109,3 +112,24 @@ class LaunchSettings(FraudSettings):
     predictor_port: int = 8081
     #: the KServe explainer (level 5)
     explainer_port: int = 8082
+
+
+class FeatureStoreSettings(FraudSettings):
+    """Which Feast online store a process opens (the feature repo's yaml says the rest)."""
+
+    #: ``sqlite`` (the feature repo's own file) or ``redis``; text, so that
+    #: ``features.store`` names the variable when the value is neither
+    online_store: str = "sqlite"
+    #: ``host:port`` of Redis when ``online_store`` is ``redis``
+    redis_url: str | None = None
+    #: overrides the Feast project of feature_store.yaml (Redis keys and SQLite tables are
+    #: namespaced by it, so several projects can share one Redis)
+    feast_project: str | None = None
+
+
+class ConsoleSettings(FraudSettings):
+    """How much of a run's output reaches the terminal (``make ... VERBOSE=1`` sets it)."""
+
+    #: anything but empty, ``0``, ``false`` or ``no`` echoes every line again; text, not a
+    #: bool, so that any other value (``2``, ``on``) still means "verbose"
+    verbose: str = ""

@@ -18,7 +18,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-#: The environment switch (``make ... VERBOSE=1`` sets it).
+from fraudops.settings import ConsoleSettings
+
+#: The environment switch (``make ... VERBOSE=1`` sets it; read through ConsoleSettings).
 VERBOSE_ENV = "FRAUD_VERBOSE"
 #: A gate decision, as the pipeline's components print it.
 GATE_PREFIXES = ("GATE ", "promotion deferred")
@@ -41,7 +43,7 @@ Echo = Callable[[str], str | None]
 
 def verbose_requested(flag: bool = False) -> bool:
     """``--verbose`` or ``FRAUD_VERBOSE`` set to anything but empty/0/false/no."""
-    value = os.environ.get(VERBOSE_ENV, "").strip().lower()
+    value = ConsoleSettings().verbose.strip().lower()
     return flag or value not in ("", "0", "false", "no")
 
 

@@ -15,14 +15,15 @@ from pydantic import Field
 
 from fraudops.config import FeaturizeParams, load_params, params_path
 from fraudops.paths import paths
-from fraudops.settings import LogSettings, ModelSettings
+from fraudops.settings import FeatureStoreSettings, LogSettings, ModelSettings
 
 
-class ServingSettings(ModelSettings, LogSettings):
+class ServingSettings(ModelSettings, LogSettings, FeatureStoreSettings):
     """What a model server needs to know; each field is ``FRAUD_<NAME>`` in the environment.
 
     The model (``model_name``, ``model_alias``) and log folders (``prediction_log_dir``,
-    ``audit_log_dir``) are the floor's fields (:mod:`fraudops.settings`), shared with the jobs.
+    ``audit_log_dir``) are the floor's fields (:mod:`fraudops.settings`), shared with the jobs;
+    so are the Feast store's (``redis_url``, ``feast_project``), shared with ``features.store``.
     """
 
     #: a bundle directory (baked into the L1 image, KServe's /mnt/models); wins over the registry
@@ -32,13 +33,10 @@ class ServingSettings(ModelSettings, LogSettings):
     #: seconds between load attempts while the registry is unreachable at start-up
     load_retry_seconds: float = Field(5.0, gt=0)
     #: Feast online store: the SQLite file of the feature repo, or Redis at ``redis_url``
+    #: (the floor's field, narrowed: a server refuses any other value when it starts)
     online_store: Literal["sqlite", "redis"] = "sqlite"
-    #: ``host:port`` of Redis when ``online_store`` is ``redis``
-    redis_url: str | None = None
     #: the Feast feature repo (default: the project's ``features/feature_repo``)
     feast_repo: Path | None = None
-    #: overrides the Feast project of feature_store.yaml (Redis keys are namespaced by it)
-    feast_project: str | None = None
     #: fold every scored transaction into the online rows (off: rows move only by materialisation)
     live_updates: bool = True
     #: clock event times are checked against: ``server`` (production) or ``replay`` (the newest

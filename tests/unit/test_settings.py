@@ -23,6 +23,8 @@ SETTINGS_CLASSES = [
     settings.DeploySettings,
     settings.PipelineSettings,
     settings.LaunchSettings,
+    settings.FeatureStoreSettings,
+    settings.ConsoleSettings,
     ServingSettings,
 ]
 #: A read of a FRAUD_* variable: os.environ.get / os.getenv, or os.environ[...] that is not
@@ -33,9 +35,23 @@ _AD_HOC_READ = re.compile(
 )
 
 
+#: A module constant naming a FRAUD_* variable (``VERBOSE_ENV = "FRAUD_VERBOSE"``).
+_NAME_CONSTANT = re.compile(
+    r"""^([A-Za-z_][A-Za-z0-9_]*)\s*=\s*["'](FRAUD_[A-Z0-9_]+)["']""", re.MULTILINE
+)
+
+
 def variables_read(source: str) -> set[str]:
-    """The FRAUD_* variables ``source`` reads itself."""
-    return {get or item for get, item in _AD_HOC_READ.findall(source)}
+    """The FRAUD_* variables ``source`` reads itself, by literal or through a module constant."""
+    found = {get or item for get, item in _AD_HOC_READ.findall(source)}
+    for constant, variable in _NAME_CONSTANT.findall(source):
+        through = re.compile(
+            rf"(?:environ\.get\(|getenv\()\s*{constant}\b"
+            rf"|environ\[\s*{constant}\s*\](?!\s*=[^=])"
+        )
+        if through.search(source):
+            found.add(variable)
+    return found
 
 
 @pytest.fixture
@@ -69,6 +85,13 @@ def test_the_scan_would_see_an_ad_hoc_read() -> None:
     assert variables_read("os.getenv('FRAUD_OTHER')") == {"FRAUD_OTHER"}
     assert variables_read('port = int(os.environ["FRAUD_PORT"])') == {"FRAUD_PORT"}
     assert variables_read('os.environ["FRAUD_PROJECT_ROOT"] = str(root)') == set()
+    # through a constant naming the variable, as features.store and pipelines.console did
+    named = 'KNOB_ENV = "FRAUD_KNOB"\n'
+    assert variables_read(named + "url = os.environ.get(KNOB_ENV)") == {"FRAUD_KNOB"}
+    assert variables_read(named + "flag = os.environ[KNOB_ENV]") == {"FRAUD_KNOB"}
+    # setting it for a child process is no read
+    assert variables_read(named + "env = {**os.environ, KNOB_ENV: '1'}") == set()
+    assert variables_read(named + "os.environ[KNOB_ENV] = '1'") == set()
 
 
 @pytest.mark.parametrize("cls", SETTINGS_CLASSES, ids=lambda cls: cls.__name__)
@@ -91,6 +114,9 @@ def test_defaults_are_the_ones_the_clis_had(clean_environment: pytest.MonkeyPatc
     assert (launch.port, launch.predictor_port, launch.explainer_port) == (8080, 8081, 8082)
     assert settings.DeploySettings().serving_url is None
     assert settings.PipelineSettings().promote_via is None
+    store = settings.FeatureStoreSettings()
+    assert (store.online_store, store.redis_url, store.feast_project) == ("sqlite", None, None)
+    assert settings.ConsoleSettings().verbose == ""
     monitoring = settings.MonitoringSettings()
     assert monitoring.prediction_log_dir is None and monitoring.pushgateway_url is None
     assert project_root() == settings.PROJECT_ROOT
