@@ -8,6 +8,7 @@ MLflow. The object-store fault (``deploy.rehearse_faults``) runs it again.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -101,21 +102,38 @@ def champion_version(r: Rehearsal) -> str | None:
         return None
 
 
+def gate_lines(decision: dict) -> list[str]:
+    """The gates of a run that got past validation, from its evaluation's ``decision.json``.
+
+    The steps ran in containers, so their stdout is only in the log; the evaluation step's
+    JSON is in the pipeline root, which DockerRunner mounts at the same path on the host.
+    A run that failed validation raised before, so validation passed.
+    """
+    gate, challenge = decision["gate"], decision["challenge"]
+    return [
+        "GATE data validation: PASS",
+        f"GATE registration: {'PASS' if gate['passed'] else 'FAIL'} — "
+        + "; ".join(gate["reasons"]),
+        f"GATE champion comparison: {'WIN' if challenge['better'] else 'LOSE'} — "
+        + challenge["reason"],
+    ]
+
+
 def step_pipeline(r: Rehearsal) -> str:
     """The pipeline in containers: validate -> training set -> train -> evaluate -> register."""
     # heavy: imports kfp and the trainer; only the pipeline step needs it
-    from pipelines.run_local import PipelineFailed, gates_from_log
+    from pipelines.run_local import PipelineFailed
+    from training.run import DECISION_FILE
 
     with environment(r.host_env()):
         try:
-            run_pipeline_in_containers(r, "pipeline.log")
+            evaluation = run_pipeline_in_containers(r, "pipeline.log")
         except PipelineFailed as exc:
             raise StepFailed(f"pipeline: {exc}") from None
         version = champion_version(r)
-    gates = gates_from_log((r.logs / "pipeline.log").read_text())
+    gates = gate_lines(json.loads((evaluation / DECISION_FILE).read_text()))
     if version is None:
-        last = gates[-1]["line"] if gates else "no gate line"
-        raise StepFailed(f"no @champion after the run: {last}")
+        raise StepFailed(f"no @champion after the run: {gates[-1]}")
     return f"@champion = version {version}; " + " | ".join(
-        f"GATE {g['gate']}: {g['verdict']}" for g in gates
+        line.partition(" — ")[0] for line in gates
     )

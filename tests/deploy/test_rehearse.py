@@ -27,6 +27,7 @@ from deploy.pod_container import config_maps_of, find, plan_container, pod_of
 from deploy.rehearse_services import ObjectStore, PostgresDatabase
 from fraudops.config import project_root
 from monitoring.window import read_log
+from pipelines.run_local import gates_from_log
 from serving.prediction_log import read_prediction_log
 
 
@@ -53,6 +54,22 @@ def test_mlflow_runs_as_its_manifest_says_but_where_it_listens(tmp_path: Path):
     )
     assert plan.args[plan.args.index("--host") + 1] == "172.17.0.1"
     assert plan.image == "fraud-mlops-train:rehearse"
+
+
+def test_the_pipeline_step_reads_its_gates_from_the_decision_json():
+    decision = {
+        "gate": {"passed": True, "reasons": ["pr_auc 0.81 >= 0.5", "recall 0.7 >= 0.5"]},
+        "challenge": {"better": False, "reason": "champion v1 is better"},
+    }
+    lines = rehearse_pipeline.gate_lines(decision)
+    # The same lines the components print, so the same gates a local run's summary lists.
+    assert [(g["gate"], g["verdict"]) for g in gates_from_log("\n".join(lines))] == [
+        ("data validation", "PASS"),
+        ("registration", "PASS"),
+        ("champion comparison", "LOSE"),
+    ]
+    assert lines[1].endswith("pr_auc 0.81 >= 0.5; recall 0.7 >= 0.5")
+    assert lines[-1] == "GATE champion comparison: LOSE — champion v1 is better"
 
 
 def test_pipeline_steps_run_like_a_kfp_pod(tmp_path: Path):
