@@ -168,10 +168,10 @@ def environment(demo: DemoContext) -> str:
 
 def data(demo: DemoContext) -> str:
     """Simulate and validate the transactions with DVC, push them to the local remote."""
-    (demo.root / "data" / "live").mkdir(parents=True, exist_ok=True)
+    paths(demo.root).live_dir.mkdir(parents=True, exist_ok=True)
     demo.sh(demo.dvc, "repro", "validate", progress=True)
     demo.sh(demo.dvc, "push", "-q", quiet=True)
-    report = json.loads((demo.root / "data" / "validated" / "report.json").read_text())
+    report = json.loads(paths(demo.root).validation_report.read_text())
     return (
         f"{report['rows']:,} transactions over {report['days']} days, "
         f"fraud rate {report['fraud_rate']:.2%}; versioned with DVC (pushed to the local remote)"
@@ -198,7 +198,7 @@ def serve(demo: DemoContext) -> str:
     demo.cleanups.append(lambda: demo.sh(demo.py, "-m", "serving.launch", "stop", quiet=True))
     demo.sh(demo.py, "-m", "serving.launch", "level5", quiet=True)
     # Score the last day's known frauds next to genuine payments, explain the riskiest.
-    history = pd.read_parquet(demo.root / "data" / "validated" / "transactions.parquet")
+    history = pd.read_parquet(paths(demo.root).validated_transactions)
     last_day = history[history.tx_datetime >= history.tx_datetime.max().normalize()]
     sample = pd.concat(
         [last_day[last_day.tx_fraud == 1].head(3), last_day[last_day.tx_fraud == 0].head(3)]
@@ -238,7 +238,7 @@ def _explain(row: pd.DataFrame) -> None:
 
 def traffic(demo: DemoContext) -> str:
     """A normal day, then a drifted day, simulated and sent through level 5."""
-    live = demo.root / "data" / "live"
+    live = paths(demo.root).live_dir
     before = set(live_batches(live))
     next_day = [demo.py, "-m", "data.acquire", "--no-progress", "next-days", "--days", "1"]
     demo.sh(*next_day, "--drift", "none", quiet=True)
