@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fraudops.workspace import copy_project
+from bench.workspace import copy_project
 
 TARGET_SECONDS = 180.0
 TARGET_AP = 0.70

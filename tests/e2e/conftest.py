@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fraudops.workspace import copy_project
+from bench.workspace import copy_project
 
 #: Small enough for seconds per stage, big enough for a fraud rate and every time window.
 SMALL_PARAMS = {
