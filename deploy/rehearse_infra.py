@@ -196,6 +196,7 @@ def step_feast(r: Rehearsal) -> str:
             tables["terminal_features"],
             tables["transactions"],
         )
+    r.replay_clock = pd.Timestamp(until).floor("s").isoformat()
     keys = r.store.keys("feast/")
     return (
         f"registry s3://{BUCKET}/{keys[0] if keys else '?'}; redis {r.gateway}:6379 "

@@ -75,6 +75,26 @@ def test_level5_plans_take_the_champions_storage_uri(tmp_path: Path):
         assert plan.read_only and plan.user == "10001:10001"
 
 
+def test_the_manifests_check_event_times_on_the_server_clock_the_rehearsal_on_its_replay(
+    tmp_path: Path,
+):
+    """Production refuses a transaction dated far from now; the rehearsal replays simulated
+    days from the past, so (and only so) its containers run on the replay clock."""
+    plans = rehearse_level5.level5_plans(_rehearsal(tmp_path), "s3://fraud-mlops/m/bundle")
+    _, transformer_pod = plans["transformer"]
+    manifest_env = {e["name"]: e.get("value") for e in transformer_pod["containers"][0]["env"]}
+    assert manifest_env["FRAUD_EVENT_CLOCK"] == "server"
+    assert plans["transformer"][0].env["FRAUD_EVENT_CLOCK"] == "replay"
+    level1 = pod_of(
+        find(
+            build(project_root() / "k8s/overlays/level1"), "Deployment", rehearse_level1.DEPLOYMENT
+        )
+    )
+    assert {e["name"]: e.get("value") for e in level1["containers"][0]["env"]}[
+        "FRAUD_EVENT_CLOCK"
+    ] == "server"
+
+
 def test_no_engine_and_no_root_stops_with_one_line(monkeypatch, capsys, tmp_path: Path):
     monkeypatch.setattr(engine, "_connect", lambda timeout_s=5.0: None)
     monkeypatch.setattr(engine.os, "geteuid", lambda: 1000)
