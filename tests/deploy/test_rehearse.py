@@ -55,6 +55,27 @@ def test_mlflow_runs_as_its_manifest_says_but_where_it_listens(tmp_path: Path):
     assert plan.image == "fraud-mlops-train:rehearse"
 
 
+def test_the_online_store_is_loaded_by_its_job_from_the_pushed_data(tmp_path: Path):
+    r = _rehearsal(tmp_path)
+    r.data_urls = {
+        "transactions": "s3://fraud-mlops/dvc/files/md5/aa/1",
+        "customer_features": "s3://fraud-mlops/dvc/files/md5/bb/2",
+        "terminal_features": "s3://fraud-mlops/dvc/files/md5/cc/3",
+    }
+    plan = rehearse_infra.load_online_plan(r)
+    assert plan.image == "fraud-mlops-train:rehearse"
+    assert plan.command == ["python", "-m", "features.load_online"]
+    flags = dict(zip(plan.args[::2], plan.args[1::2], strict=True))
+    assert flags == {
+        "--config": "/etc/feast/feature_store.yaml",
+        "--transactions": r.data_urls["transactions"],
+        "--customer-features": r.data_urls["customer_features"],
+        "--terminal-features": r.data_urls["terminal_features"],
+    }
+    assert plan.read_only and plan.user == "10001:10001"
+    assert plan.env["AWS_ENDPOINT_URL"] == "http://minio.mlops.svc.cluster.local:9000"
+
+
 def test_pipeline_steps_run_like_a_kfp_pod(tmp_path: Path):
     args = rehearse_pipeline.pipeline_runner_args(_rehearsal(tmp_path))
     assert args["user"] == "10001:10001" and args["read_only"] is True
