@@ -13,7 +13,9 @@ scalars concerned:
 * ``STORAGE_URI=...`` in the overlay's ``fraud-model-release`` configMapGenerator (the
   overlay's replacements copy it into every model-loading container's STORAGE_URI);
 * the overlay's ``images:`` entry named NAME: ``newName`` and ``newTag`` -> ``digest``;
-* with ``--canary-percent``, the ``canaryTrafficPercent`` value in ``canary-traffic.yaml``.
+* with ``--canary-percent``, the ``canaryTrafficPercent`` value in ``canary-traffic.yaml``;
+* with ``--data-url NAME=URL`` (``--overlay k8s/infra/feast``), the released data version in
+  the ``versioned-data`` configMapGenerator, which the online store's load-online Job reads.
 """
 
 from __future__ import annotations
@@ -44,6 +46,13 @@ MODEL_URI_SCHEMES = (
     "oci://",
 )
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DATA_CONFIGMAP = "versioned-data"
+#: ``--data-url`` NAME (as ``python -m deploy.dvc_urls`` prints it) -> its literal's key
+DATA_URL_KEYS = {
+    "transactions": "TRANSACTIONS_URL",
+    "customer_features": "CUSTOMER_FEATURES_URL",
+    "terminal_features": "TERMINAL_FEATURES_URL",
+}
 
 
 class PatchError(ValueError):
@@ -80,6 +89,7 @@ class PatchResult:
     previous_model_uri: str | None = None
     previous_images: dict[str, str] = field(default_factory=dict)
     previous_canary_percent: int | None = None
+    previous_data_urls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -135,22 +145,41 @@ def validate_model_uri(uri: str) -> str:
     return uri
 
 
-def _model_uri_edit(path: Path, root: yaml.Node, uri: str) -> tuple[_Edit, str]:
+def _literal_edit(
+    path: Path, root: yaml.Node, configmap: str, key: str, value: str, owner: str
+) -> tuple[_Edit, str]:
+    """The edit setting literal ``key`` of configMapGenerator ``configmap``, and its old value."""
     generators = _get(root, "configMapGenerator")
     for generator in generators[1].value if generators else []:
         name = _get(generator, "name")
-        if not name or name[1].value != RELEASE_CONFIGMAP:
+        if not name or name[1].value != configmap:
             continue
         literals = _get(generator, "literals")
         for literal in literals[1].value if literals else []:
-            key, sep, previous = literal.value.partition("=")
-            if sep and key == MODEL_URI_KEY:
-                new = _scalar_text(f"{MODEL_URI_KEY}={uri}")
+            found, sep, previous = literal.value.partition("=")
+            if sep and found == key:
+                new = _scalar_text(f"{key}={value}")
                 return _Edit(literal.start_mark.index, literal.end_mark.index, new), previous
     raise PatchError(
-        f"{path}: configMapGenerator {RELEASE_CONFIGMAP} has no literal {MODEL_URI_KEY}=...: "
-        "this overlay does not own a model location"
+        f"{path}: configMapGenerator {configmap} has no literal {key}=...: "
+        f"this overlay does not own {owner}"
     )
+
+
+def _model_uri_edit(path: Path, root: yaml.Node, uri: str) -> tuple[_Edit, str]:
+    return _literal_edit(path, root, RELEASE_CONFIGMAP, MODEL_URI_KEY, uri, "a model location")
+
+
+def parse_data_url(text: str) -> tuple[str, str]:
+    """``--data-url NAME=URL``: a pipeline input's location in the DVC remote."""
+    name, sep, url = text.partition("=")
+    if name not in DATA_URL_KEYS:
+        raise PatchError(
+            f"--data-url: NAME must be one of {', '.join(DATA_URL_KEYS)}, got {text!r}"
+        )
+    if not sep or "://" not in url or any(c.isspace() for c in url):
+        raise PatchError(f"--data-url {name}: expected an object-store URL (s3://...), got {url!r}")
+    return name, url
 
 
 def _image_edits(path: Path, root: yaml.Node, pin: ImagePin) -> tuple[list[_Edit], str]:
@@ -210,14 +239,17 @@ def patch_overlay(
     model_uri: str | None = None,
     images: list[ImagePin] | None = None,
     canary_percent: int | None = None,
+    data_urls: dict[str, str] | None = None,
 ) -> PatchResult:
     """Edit the release fields of ``overlay`` in place; every other byte stays as it was."""
     if not overlay.is_dir():
         raise PatchError(f"--overlay: {overlay} is not a directory")
-    if model_uri is None and not images and canary_percent is None:
-        raise PatchError("nothing to patch: give --model-uri, --image or --canary-percent")
+    if model_uri is None and not images and canary_percent is None and not data_urls:
+        raise PatchError(
+            "nothing to patch: give --model-uri, --image, --canary-percent or --data-url"
+        )
     result = PatchResult()
-    if model_uri is not None or images:
+    if model_uri is not None or images or data_urls:
         path = overlay / KUSTOMIZATION
         text, root = _compose(path)
         edits: list[_Edit] = []
@@ -229,6 +261,11 @@ def patch_overlay(
         for pin in images or []:
             image_edits, result.previous_images[pin.name] = _image_edits(path, root, pin)
             edits.extend(image_edits)
+        for name, url in (data_urls or {}).items():
+            edit, result.previous_data_urls[name] = _literal_edit(
+                path, root, DATA_CONFIGMAP, DATA_URL_KEYS[name], url, "a data version"
+            )
+            edits.append(edit)
         _write(path, text, edits, result)
     if canary_percent is not None:
         if not 0 <= canary_percent <= 100:
@@ -265,12 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--canary-percent", type=int, help="canaryTrafficPercent (0..100)")
     parser.add_argument(
+        "--data-url",
+        action="append",
+        default=[],
+        metavar="NAME=URL",
+        help=f"versioned-data: {', '.join(DATA_URL_KEYS)} -> its DVC remote URL; repeatable",
+    )
+    parser.add_argument(
         "--github-output", action="store_true", help="append outputs to $GITHUB_OUTPUT"
     )
     args = parser.parse_args(argv)
     try:
         pins = [ImagePin.parse(text) for text in args.image]
-        result = patch_overlay(args.overlay, args.model_uri, pins, args.canary_percent)
+        data_urls = dict(parse_data_url(text) for text in args.data_url)
+        result = patch_overlay(args.overlay, args.model_uri, pins, args.canary_percent, data_urls)
     except PatchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

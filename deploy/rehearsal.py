@@ -118,6 +118,8 @@ class Rehearsal:
     data_urls: dict[str, str] = field(default_factory=dict)
     champion: dict[str, str] = field(default_factory=dict)
     transformer_url: str = ""
+    #: the newest transaction of the loaded online state: smoke transactions are dated then
+    replay_clock: str = ""
     containers: dict[str, Any] = field(default_factory=dict)
     results: list[StepResult] = field(default_factory=list)
     #: What the running step waits on now (named in its line if it runs out of time).
@@ -179,8 +181,13 @@ class Rehearsal:
         }
 
     def plan_from(self, docs: list[dict], pod: dict, name: str) -> ContainerPlan:
-        """The pod's first container as the rendered manifests ``docs`` run it, here."""
-        return plan_container(
+        """The pod's first container as the rendered manifests ``docs`` run it, here.
+
+        One change: the manifests check event times against the server clock, and the
+        rehearsal replays simulated days from the past, so it runs on the replay clock (the
+        newest transaction the online state has seen), as a backfill would.
+        """
+        plan = plan_container(
             pod,
             pod["containers"][0],
             name=name,
@@ -188,6 +195,9 @@ class Rehearsal:
             config_maps=config_maps_of(docs),
             volume_dir=self.workdir / "volumes",
         )
+        if plan.env.get("FRAUD_EVENT_CLOCK") == "server":
+            plan.env["FRAUD_EVENT_CLOCK"] = "replay"
+        return plan
 
     def host_env(self) -> dict[str, str]:
         """Environment of the host-side clients (the workflow runner's, in production)."""

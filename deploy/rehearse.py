@@ -7,8 +7,9 @@
    image, else a base built from Debian packages), checked to run non-root;
 3. the services: S3 (moto), Redis, a PostgreSQL database, and MLflow started from
    ``k8s/infra/mlflow`` (PostgreSQL backend, S3 artifact root, ``--no-serve-artifacts``);
-4. the data pushed to the DVC remote on S3, the Feast registry applied to S3, the online
-   features materialised into Redis and the live state seeded there (``load_online``);
+4. the data pushed to the DVC remote on S3; ``k8s/infra/feast``'s load-online Job run from
+   its manifest on those URLs: the Feast registry applied to S3, the online features
+   materialised into Redis and the live state seeded there; run again, it leaves it alone;
 5. the committed compiled pipeline run with ``kfp.local.DockerRunner`` in the training
    image, reading its inputs from the DVC remote; it registers and promotes in MLflow;
 6. ``python -m deploy.champion`` for STORAGE_URI, downloaded to /mnt/models by KServe's

@@ -9,7 +9,6 @@ online features.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
 from dataclasses import replace
@@ -17,7 +16,7 @@ from dataclasses import replace
 from deploy import images as image_builds
 from deploy.dvc_urls import remote_urls
 from deploy.engine import bridge_gateway, ensure_engine
-from deploy.pod_container import ContainerPlan, config_maps_of, find, pod_of
+from deploy.pod_container import ContainerPlan, find, pod_of
 from deploy.rehearsal import (
     DATA_OUTPUTS,
     DVC_REMOTE,
@@ -28,6 +27,7 @@ from deploy.rehearsal import (
     remove_labelled,
     render,
     run_host,
+    wait_exit,
 )
 from deploy.rehearse_services import (
     BUCKET,
@@ -40,7 +40,6 @@ from deploy.rehearse_services import (
     port_is_free,
     wait_for_port,
 )
-from fraudops.paths import paths
 
 
 def step_engine(r: Rehearsal) -> str:
@@ -163,41 +162,52 @@ def step_data(r: Rehearsal) -> str:
     return f"{len(r.data_urls)} files in s3://{BUCKET}/dvc (e.g. {r.data_urls['transactions']})"
 
 
+#: Seconds the load-online Job may take (a cold image reads ~700k transactions into Redis).
+LOAD_ONLINE_EXIT_S = 540.0
+
+
+def load_online_plan(r: Rehearsal) -> ContainerPlan:
+    """``k8s/infra/feast``'s load-online Job, with the pushed data's URLs in ``versioned-data``
+    (what the GitOps job's ``deploy.gitops_patch --data-url`` writes on a release)."""
+    from deploy.gitops_patch import DATA_URL_KEYS
+
+    docs = render(r.root, "k8s/infra/feast")
+    pod = pod_of(find(docs, "Job", "feast-load-online"))
+    versioned = pod["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+    data = next(d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == versioned)
+    data["data"].update({DATA_URL_KEYS[name]: url for name, url in r.data_urls.items()})
+    return local_images(r.plan_from(docs, pod, "load-online"))
+
+
+def _run_load_online(r: Rehearsal, plan: ContainerPlan, log: str) -> str:
+    container = r.run_container(plan, extra_hosts=r.cluster_hosts())
+    code = wait_exit(r, container, LOAD_ONLINE_EXIT_S, "the load-online Job's container")
+    output = container.logs().decode("utf-8", "replace")
+    (r.logs / log).write_text(output)
+    lines = output.strip().splitlines()
+    if code != 0:
+        raise StepFailed(f"load-online Job exited {code}: {lines[-1] if lines else 'no output'}")
+    return lines[-1] if lines else ""
+
+
 def step_feast(r: Rehearsal) -> str:
-    """The online side from the overlay's config: registry on S3, rows and live state in Redis.
-
-    ``features.featurize.load_online``, the one way an online store is loaded: register,
-    materialise, seed the live state the transformer's updates continue from.
-    """
+    """The online store loaded by its Job, from the manifest: registry on S3, rows and live
+    state in Redis, from the data version in the DVC remote; a second sync leaves it alone."""
     import pandas as pd
-    import yaml
-    from feast import FeatureStore, RepoConfig
 
-    # heavy: imports Feast; only the Feast step needs it
-    from features.featurize import load_online
+    from data.schema import TX_DATETIME
 
-    docs = render(r.root, "k8s/overlays/level5")
-    text = config_maps_of(docs)["feast-feature-store"]["feature_store.yaml"]
-    tables = {name: pd.read_parquet(r.root / path) for name, path in DATA_OUTPUTS.items()}
-    r.activity = "loading the online store (materialise, seed the live state)"
-    log = (r.logs / "feast.log").open("w")
-    with (
-        log,
-        contextlib.redirect_stdout(log),
-        environment(r.host_env(), FEAST_REDIS_CONNECTION_STRING=f"{r.gateway}:6379"),
-    ):
-        config = RepoConfig(**yaml.safe_load(os.path.expandvars(text)))
-        # The definitions' offline sources are paths relative to the project's feature repo.
-        config.repo_path = paths(r.root).feature_repo
-        store = FeatureStore(repo_path=str(config.repo_path), config=config)
-        until, seeded = load_online(
-            store,
-            tables["customer_features"],
-            tables["terminal_features"],
-            tables["transactions"],
-        )
+    plan = load_online_plan(r)
+    r.activity = "the load-online Job (materialise, seed the live state)"
+    loaded = _run_load_online(r, plan, "load-online.log")
+    if "loaded" not in loaded:
+        raise StepFailed(f"load-online Job: {loaded or 'no output'}")
+    r.activity = "the load-online Job again (an Argo CD re-sync)"
+    again = _run_load_online(r, plan, "load-online-again.log")
+    if "already live" not in again:
+        raise StepFailed(f"load-online Job on a live store loaded again: {again}")
+    # The live traffic is replayed from here: smoke transactions are dated at this instant.
+    newest = pd.read_parquet(r.root / DATA_OUTPUTS["transactions"], columns=[TX_DATETIME])
+    r.replay_clock = newest[TX_DATETIME].max().floor("s").isoformat()
     keys = r.store.keys("feast/")
-    return (
-        f"registry s3://{BUCKET}/{keys[0] if keys else '?'}; redis {r.gateway}:6379 "
-        f"materialised until {until:%Y-%m-%d %H:%M}, live state seeded with {seeded} transactions"
-    )
+    return f"{loaded}; registry s3://{BUCKET}/{keys[0] if keys else '?'}; re-sync: already live"

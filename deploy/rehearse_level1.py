@@ -69,7 +69,17 @@ def step_level1(r: Rehearsal) -> str:
     url = f"http://{container_ip(container)}:8080"
     wait_ready(container, f"{url}/readyz", READY_TIMEOUT_S, ready_key=None)
     output = run_host(
-        [sys.executable, "-m", "deploy.smoke", "--url", url, "--ready-wait", "60"],
+        [
+            sys.executable,
+            "-m",
+            "deploy.smoke",
+            "--url",
+            url,
+            "--ready-wait",
+            "60",
+            "--tx-datetime",
+            r.replay_clock,
+        ],
         r,
         dict(r.host_env()),
         "smoke-level1.log",

@@ -155,7 +155,17 @@ def step_level5(r: Rehearsal) -> str:
 def step_smoke(r: Rehearsal, log: str = "smoke.log") -> str:
     """The workflow's three smoke tests against the transformer (the entry point)."""
     output = run_host(
-        [sys.executable, "-m", "deploy.smoke", "--url", r.transformer_url, "--ready-wait", "60"],
+        [
+            sys.executable,
+            "-m",
+            "deploy.smoke",
+            "--url",
+            r.transformer_url,
+            "--ready-wait",
+            "60",
+            "--tx-datetime",
+            r.replay_clock,
+        ],
         r,
         dict(os.environ),
         log,

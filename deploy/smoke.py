@@ -21,7 +21,8 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from data import schema
@@ -33,6 +34,12 @@ from fraudops.settings import DeploySettings
 SCORE_KEYS = ("fraud_probability", "fraud_score", "score")
 
 
+def now_iso() -> str:
+    """The server clock's now (UTC, to the second): the serving manifests refuse a
+    transaction dated far from it, so the smoke transaction is dated now."""
+    return datetime.now(UTC).replace(tzinfo=None, microsecond=0).isoformat()
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the model is served and how to address it."""
@@ -41,6 +48,8 @@ class Target:
     model: str = MODEL_NAME
     host_header: str | None = None
     timeout: float = 10.0
+    #: when the smoke transaction happened (a replayed deployment passes its replay clock)
+    tx_datetime: str = field(default_factory=now_iso)
 
     def call(self, method: str, path: str, payload: Any | None = None) -> Response:
         """One request to the service (Host header applied)."""
@@ -59,11 +68,11 @@ class SmokeResult:
     detail: str
 
 
-def sample_transaction(amount: float = 42.5) -> dict[str, Any]:
+def sample_transaction(tx_datetime: str, amount: float = 42.5) -> dict[str, Any]:
     """A plausible card transaction in the serving request schema (data.schema)."""
     return {
         schema.TRANSACTION_ID: 900_000_001,
-        schema.TX_DATETIME: "2026-04-30T10:15:00",
+        schema.TX_DATETIME: tx_datetime,
         schema.CUSTOMER_ID: 17,
         schema.TERMINAL_ID: 123,
         schema.TX_AMOUNT: amount,
@@ -105,7 +114,9 @@ def check_ready(target: Target, wait_seconds: float = 60.0, pause: float = 2.0) 
 def check_scores(target: Target) -> SmokeResult:
     """Smoke test 2: one valid transaction gets one score within [0, 1]."""
     answer = target.call(
-        "POST", f"/v1/models/{target.model}:predict", {"instances": [sample_transaction()]}
+        "POST",
+        f"/v1/models/{target.model}:predict",
+        {"instances": [sample_transaction(target.tx_datetime)]},
     )
     if answer.status != 200:
         return SmokeResult("scores a transaction", False, f"HTTP {answer.status}: {answer.text()}")
@@ -131,7 +142,7 @@ def check_scores(target: Target) -> SmokeResult:
 
 def check_rejects_bad_input(target: Target) -> SmokeResult:
     """Smoke test 3: a negative amount gets a 4xx that names the field."""
-    bad = sample_transaction(amount=-5.0)
+    bad = sample_transaction(target.tx_datetime, amount=-5.0)
     answer = target.call("POST", f"/v1/models/{target.model}:predict", {"instances": [bad]})
     if not 400 <= answer.status < 500:
         return SmokeResult(
@@ -174,13 +185,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host-header", default=None, help="Host header for an ingress gateway")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
     parser.add_argument("--ready-wait", type=float, default=120.0, help="seconds to wait for ready")
+    parser.add_argument(
+        "--tx-datetime",
+        default=None,
+        help="date of the smoke transaction (default: now, UTC; a replay passes its clock)",
+    )
     args = parser.parse_args(argv)
     if not args.url:
         print("error: --url (or FRAUD_SERVING_URL) is required", file=sys.stderr)
         return 1
     try:
         target = Target(
-            require_http_url(args.url, "--url"), args.model, args.host_header, args.timeout
+            require_http_url(args.url, "--url"),
+            args.model,
+            args.host_header,
+            args.timeout,
+            args.tx_datetime or now_iso(),
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -16,6 +16,7 @@ import math
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,13 @@ from features.definitions import (
     state_horizon_days,
 )
 from features.live_state_engine import open_live_state
-from features.online_rows import FeatureRepoIncomplete, OnlineRows
+from features.online_rows import FeatureRepoIncomplete, OnlineRows, stamp_us
 from features.online_update import (
     EventTimePolicy,
     EventTimeRejected,
     LiveRequests,
     OnlineFeatureUpdater,
+    check_event_times,
 )
 from features.store import feature_store
 from serving import metrics
@@ -130,6 +132,11 @@ def _fast_sqlite_commits(store) -> None:
     connection.execute("PRAGMA busy_timeout=30000")
 
 
+def _refused(exc: EventTimeRejected) -> InvalidRequest:
+    """The 422 of a transaction dated outside the event-time policy (field, value, rule)."""
+    return InvalidRequest(str(exc), [{"field": exc.field, "rule": exc.rule, "got": exc.got}])
+
+
 class OnlineFeatureLookup:
     """The Feast online store of the settings, opened once and queried per request."""
 
@@ -164,19 +171,41 @@ class OnlineFeatureLookup:
                 self._rows = rows
         return self._rows
 
-    def _live_updater(self, rows: OnlineRows) -> OnlineFeatureUpdater:
-        delay = self.settings.label_delay()
-        horizon = state_horizon_days(delay)
-        policy = EventTimePolicy(
+    def _event_time_policy(self) -> EventTimePolicy:
+        return EventTimePolicy(
             clock=self.settings.event_clock,
             future_tolerance_seconds=(
                 self.settings.future_tolerance_seconds
                 if self.settings.event_clock == "server"
                 else self.settings.replay_future_tolerance_seconds
             ),
-            horizon_days=horizon,
+            horizon_days=state_horizon_days(self.settings.label_delay()),
         )
-        return OnlineFeatureUpdater(rows, open_live_state(rows.store, horizon), delay, policy)
+
+    def _live_updater(self, rows: OnlineRows) -> OnlineFeatureUpdater:
+        policy = self._event_time_policy()
+        return OnlineFeatureUpdater(
+            rows,
+            open_live_state(rows.store, policy.horizon_days),
+            self.settings.label_delay(),
+            policy,
+        )
+
+    def _check_against_server_clock(self, requests: LiveRequests) -> None:
+        """With live updates off there is no state to corrupt, but a transaction dated
+        beyond the tolerance is still refused where it enters (the server clock needs no
+        state; the replay clock is the state's, so without it nothing is compared)."""
+        if self.settings.event_clock != "server":
+            return
+        try:
+            check_event_times(
+                np.asarray(requests.time_us, np.int64),
+                None,
+                self._event_time_policy(),
+                stamp_us(datetime.now(UTC)),
+            )
+        except EventTimeRejected as exc:
+            raise _refused(exc) from None
 
     def open(self) -> None:
         """Resolve the feature service and read one row, so the first request is not slow."""
@@ -209,9 +238,7 @@ class OnlineFeatureLookup:
                 raise RuntimeError("live updates are on but the online-state updater is not open")
             customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(requests)
         except EventTimeRejected as exc:
-            raise InvalidRequest(
-                str(exc), [{"field": exc.field, "rule": exc.rule, "got": exc.got}]
-            ) from None
+            raise _refused(exc) from None
         except (*_store_errors(), TimeoutError) as exc:  # type: ignore[misc]  # a runtime tuple
             raise self._unavailable(exc) from None
         metrics.observe_online_update(outcome.applied, outcome.duplicates, outcome.late)
@@ -234,6 +261,7 @@ class OnlineFeatureLookup:
         if self.settings.live_updates:
             customer_rows, terminal_rows, velocity = self._served_and_applied(requests)
         else:
+            self._check_against_server_clock(requests)
             customer_rows, terminal_rows = self.entity_rows(
                 requests.customer_id, requests.terminal_id
             )

@@ -176,3 +176,44 @@ def test_cli_refusal_is_one_line_and_exit_1(k8s_copy: Path, capsys):
     captured = capsys.readouterr()
     assert code == 1
     assert captured.err.count("\n") == 1 and captured.err.startswith("error: --model-uri")
+
+
+NEW_DATA = "s3://fraud-mlops/dvc/files/md5/aa/" + "1" * 30
+
+
+@needs_kubectl
+def test_a_release_moves_the_data_version_the_load_online_job_reads(k8s_copy: Path, capsys):
+    feast = k8s_copy / "infra" / "feast"
+    before = snapshot(k8s_copy)
+    args = ["--overlay", str(feast), "--data-url", f"transactions={NEW_DATA}"]
+    assert main(args) == 0
+    after = snapshot(k8s_copy)
+    kustomization = feast / "kustomization.yaml"
+    assert [path for path in before if before[path] != after[path]] == [kustomization]
+    ((old, new),) = changed_lines(before[kustomization], after[kustomization])
+    assert old.strip().startswith("- TRANSACTIONS_URL=s3://") and new.strip() == (
+        f"- TRANSACTIONS_URL={NEW_DATA}"
+    )
+    job = one(build(feast), "Job", "feast-load-online")
+    pod = job["spec"]["template"]["spec"]
+    config_map = pod["containers"][0]["envFrom"][0]["configMapRef"]["name"]
+    rendered = {d["metadata"]["name"]: d for d in build(feast) if d["kind"] == "ConfigMap"}
+    assert rendered[config_map]["data"]["TRANSACTIONS_URL"] == NEW_DATA
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("labels=s3://x/y", "NAME must be one of transactions, customer_features"),
+        ("transactions=data/validated/transactions.parquet", "expected an object-store URL"),
+    ],
+)
+def test_bad_data_urls_are_one_line(k8s_copy: Path, capsys, text: str, message: str):
+    assert main(["--overlay", str(k8s_copy / "infra" / "feast"), "--data-url", text]) == 1
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert message in line
+
+
+def test_an_overlay_without_a_data_version_is_refused(k8s_copy: Path):
+    with pytest.raises(PatchError, match="versioned-data has no literal TRANSACTIONS_URL"):
+        patch_overlay(k8s_copy / "overlays" / "level5", data_urls={"transactions": NEW_DATA})

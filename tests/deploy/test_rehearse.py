@@ -72,6 +72,27 @@ def test_the_pipeline_step_reads_its_gates_from_the_decision_json():
     assert lines[-1] == "GATE champion comparison: LOSE — champion v1 is better"
 
 
+def test_the_online_store_is_loaded_by_its_job_from_the_pushed_data(tmp_path: Path):
+    r = _rehearsal(tmp_path)
+    r.data_urls = {
+        "transactions": "s3://fraud-mlops/dvc/files/md5/aa/1",
+        "customer_features": "s3://fraud-mlops/dvc/files/md5/bb/2",
+        "terminal_features": "s3://fraud-mlops/dvc/files/md5/cc/3",
+    }
+    plan = rehearse_infra.load_online_plan(r)
+    assert plan.image == "fraud-mlops-train:rehearse"
+    assert plan.command == ["python", "-m", "features.load_online"]
+    flags = dict(zip(plan.args[::2], plan.args[1::2], strict=True))
+    assert flags == {
+        "--config": "/etc/feast/feature_store.yaml",
+        "--transactions": r.data_urls["transactions"],
+        "--customer-features": r.data_urls["customer_features"],
+        "--terminal-features": r.data_urls["terminal_features"],
+    }
+    assert plan.read_only and plan.user == "10001:10001"
+    assert plan.env["AWS_ENDPOINT_URL"] == "http://minio.mlops.svc.cluster.local:9000"
+
+
 def test_pipeline_steps_run_like_a_kfp_pod(tmp_path: Path):
     args = rehearse_pipeline.pipeline_runner_args(_rehearsal(tmp_path))
     assert args["user"] == "10001:10001" and args["read_only"] is True
@@ -90,6 +111,26 @@ def test_level5_plans_take_the_champions_storage_uri(tmp_path: Path):
     assert plans["predictor"][0].env["FRAUD_MODEL_DIR"] == "/mnt/models"
     for plan, _ in plans.values():
         assert plan.read_only and plan.user == "10001:10001"
+
+
+def test_the_manifests_check_event_times_on_the_server_clock_the_rehearsal_on_its_replay(
+    tmp_path: Path,
+):
+    """Production refuses a transaction dated far from now; the rehearsal replays simulated
+    days from the past, so (and only so) its containers run on the replay clock."""
+    plans = rehearse_level5.level5_plans(_rehearsal(tmp_path), "s3://fraud-mlops/m/bundle")
+    _, transformer_pod = plans["transformer"]
+    manifest_env = {e["name"]: e.get("value") for e in transformer_pod["containers"][0]["env"]}
+    assert manifest_env["FRAUD_EVENT_CLOCK"] == "server"
+    assert plans["transformer"][0].env["FRAUD_EVENT_CLOCK"] == "replay"
+    level1 = pod_of(
+        find(
+            build(project_root() / "k8s/overlays/level1"), "Deployment", rehearse_level1.DEPLOYMENT
+        )
+    )
+    assert {e["name"]: e.get("value") for e in level1["containers"][0]["env"]}[
+        "FRAUD_EVENT_CLOCK"
+    ] == "server"
 
 
 def test_no_engine_and_no_root_stops_with_one_line(monkeypatch, capsys, tmp_path: Path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from data import schema
@@ -47,8 +48,19 @@ def test_three_smoke_tests_pass_on_a_healthy_service(healthy, capsys):
     assert out.count("ok  ") == 3
     assert "score 0.0310" in out and "variant champion" in out
     sent = [r.body for r in healthy.requests if r.method == "POST"]
-    assert sent[0]["instances"][0] == sample_transaction()
+    dated = sent[0]["instances"][0][schema.TX_DATETIME]
+    assert sent[0]["instances"][0] == sample_transaction(dated)
+    # Dated now by default: the serving manifests check event times against the server clock.
+    age = pd.Timestamp.now(tz="UTC").tz_localize(None) - pd.Timestamp(dated)
+    assert pd.Timedelta(0) <= age < pd.Timedelta(minutes=5)
     assert sent[1]["instances"][0][schema.TX_AMOUNT] == -5.0
+
+
+def test_a_replayed_deployment_dates_the_smoke_transaction_at_its_replay_clock(healthy):
+    args = ["--url", healthy.url, "--ready-wait", "1", "--tx-datetime", "2026-04-30T10:15:00"]
+    assert main(args) == 0
+    sent = [r.body for r in healthy.requests if r.method == "POST"]
+    assert {body["instances"][0][schema.TX_DATETIME] for body in sent} == {"2026-04-30T10:15:00"}
 
 
 def test_a_500_on_bad_input_fails_the_smoke_tests(fake_server, capsys):

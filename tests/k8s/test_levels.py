@@ -21,6 +21,7 @@ CONTRACT_ENV = {
     "FRAUD_ONLINE_STORE",
     "FRAUD_REDIS_URL",
     "FRAUD_FEAST_REPO",
+    "FRAUD_EVENT_CLOCK",
     "FRAUD_PREDICTION_LOG_DIR",
     "FRAUD_AUDIT_LOG_DIR",
     "FRAUD_MAX_BATCH_SIZE",
@@ -294,10 +295,16 @@ def test_infra_runs_mlflow_feast_drift_monitoring_and_gitops(rendered):
     }
     one(docs, "StatefulSet", "mlflow-postgres")
     one(docs, "StatefulSet", "feast-redis")
-    materialize = one(docs, "CronJob", "feast-materialize")["spec"]
-    assert "materialize-incremental" in " ".join(
-        container(materialize["jobTemplate"]["spec"]["template"]["spec"])["args"]
-    )
+    # The online store is loaded once from the released data version, then left to traffic.
+    load = one(docs, "Job", "feast-load-online")
+    assert load["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "Sync"
+    loader = container(load["spec"]["template"]["spec"])
+    assert loader["command"] == ["python", "-m", "features.load_online"]
+    versioned = loader["envFrom"][0]["configMapRef"]["name"]
+    data = one(docs, "ConfigMap", versioned)["data"]
+    for key in ("TRANSACTIONS_URL", "CUSTOMER_FEATURES_URL", "TERMINAL_FEATURES_URL"):
+        assert f"$({key})" in loader["args"] and data[key].startswith("s3://fraud-mlops/dvc/")
+    assert not find(docs, "CronJob", "feast-materialize")
     drift = one(docs, "CronJob", "fraud-drift")["spec"]
     assert drift["schedule"] == "0 6 * * 1"  # weekly
     drift_args = container(drift["jobTemplate"]["spec"]["template"]["spec"])["args"][0]

@@ -241,3 +241,26 @@ def test_event_times_beyond_the_tolerance_are_a_422_naming_the_field(
     assert "instances[0].tx_datetime" in raised.value.message
     assert rule in raised.value.message
     assert raised.value.details[0]["got"].startswith(tx["tx_datetime"][:10])
+
+
+@pytest.mark.parametrize("live_updates", [True, False])
+def test_the_server_clock_refuses_a_future_date_with_live_updates_on_or_off(
+    live: LiveWorld, live_updates: bool
+) -> None:
+    """Production checks against the server clock, which needs no state: with the updates off
+    a transaction dated a year ahead is refused all the same, and one dated now is scored."""
+    settings = live.settings.model_copy(
+        update={"event_clock": "server", "live_updates": live_updates}
+    )
+    lookup = OnlineFeatureLookup(settings)
+    now = pd.Timestamp.now(tz="UTC").tz_localize(None)
+    tx = live.transaction(3, 3, 0, 7.0)
+    tx["tx_datetime"] = (now + pd.Timedelta(days=365)).isoformat()
+    with pytest.raises(InvalidRequest) as raised:
+        lookup.features(validate_transactions({"instances": [tx]}, 256))
+    assert raised.value.status == 422
+    assert raised.value.details[0]["field"] == "instances[0].tx_datetime"
+    assert "ahead of the server clock" in raised.value.message
+    if not live_updates:  # with updates on, "now" is months after the history: out of order
+        tx["tx_datetime"] = now.isoformat()
+        assert lookup.features(validate_transactions({"instances": [tx]}, 256)).values.shape[0] == 1
