@@ -242,8 +242,14 @@ def remove_labelled(client: Any) -> int:
 
     found = client.api.containers(all=True, filters={"label": LABEL})
     for container in found:
-        with contextlib.suppress(docker.errors.NotFound):
+        try:
             client.api.remove_container(container["Id"], force=True)
+        except docker.errors.NotFound:
+            continue
+        except docker.errors.APIError as exc:
+            # 409 "removal ... is already in progress": it is removing itself right now.
+            if exc.status_code != 409 or "already in progress" not in str(exc):
+                raise
     return len(found)
 
 

@@ -327,8 +327,39 @@ def test_teardown_takes_a_container_that_removed_itself_as_removed():
         def remove_container(self, container_id: str, force: bool) -> None:
             if container_id == "gone":  # auto_remove: it went between listing and removal
                 raise docker.errors.NotFound("No such container: gone")
+            if container_id == "going":  # auto_remove: it is being removed right now
+                response = type(
+                    "Response",
+                    (),
+                    {"status_code": 409, "reason": "Conflict", "url": "http+docker://x"},
+                )()
+                raise docker.errors.APIError(
+                    "409 Client Error",
+                    response,
+                    "removal of container going is already in progress",
+                )
+            if container_id == "stuck":
+                response = type(
+                    "Response",
+                    (),
+                    {"status_code": 500, "reason": "Server Error", "url": "http+docker://x"},
+                )()
+                raise docker.errors.APIError("500 Server Error", response, "driver failed")
 
     assert rehearsal.remove_labelled(type("Client", (), {"api": Api()})()) == 2
+
+    class Going(Api):
+        def containers(self, all: bool, filters: dict) -> list[dict]:
+            return [{"Id": "going"}, {"Id": "here"}]
+
+    assert rehearsal.remove_labelled(type("Client", (), {"api": Going()})()) == 2
+
+    class Stuck(Api):
+        def containers(self, all: bool, filters: dict) -> list[dict]:
+            return [{"Id": "stuck"}]
+
+    with pytest.raises(docker.errors.APIError, match="driver failed"):
+        rehearsal.remove_labelled(type("Client", (), {"api": Stuck()})())
 
 
 def test_teardown_stops_every_service_even_when_one_part_fails(tmp_path: Path):
