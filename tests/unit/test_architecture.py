@@ -1,4 +1,5 @@
-"""The layer contract in pyproject.toml holds: imports go one way, no package has a cycle."""
+"""The contracts in pyproject.toml hold: imports go one way, no package has a cycle, one HTTP
+client (httpx; aiohttp only on the transformer's measured hot path)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,4 @@ def test_import_contracts_are_kept() -> None:
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "0 broken" in result.stdout
+    assert "One HTTP client: httpx" in result.stdout and "3 kept" in result.stdout
