@@ -13,9 +13,11 @@ import sys
 import time
 from dataclasses import replace
 
+from data.schema import TX_DATETIME
 from deploy import images as image_builds
 from deploy.dvc_urls import remote_urls
 from deploy.engine import bridge_gateway, ensure_engine
+from deploy.gitops_patch import DATA_URL_KEYS
 from deploy.pod_container import ContainerPlan, find, pod_of
 from deploy.rehearsal import (
     DATA_OUTPUTS,
@@ -169,8 +171,6 @@ LOAD_ONLINE_EXIT_S = 540.0
 def load_online_plan(r: Rehearsal) -> ContainerPlan:
     """``k8s/infra/feast``'s load-online Job, with the pushed data's URLs in ``versioned-data``
     (what the GitOps job's ``deploy.gitops_patch --data-url`` writes on a release)."""
-    from deploy.gitops_patch import DATA_URL_KEYS
-
     docs = render(r.root, "k8s/infra/feast")
     pod = pod_of(find(docs, "Job", "feast-load-online"))
     versioned = pod["containers"][0]["envFrom"][0]["configMapRef"]["name"]
@@ -194,8 +194,6 @@ def step_feast(r: Rehearsal) -> str:
     """The online store loaded by its Job, from the manifest: registry on S3, rows and live
     state in Redis, from the data version in the DVC remote; a second sync leaves it alone."""
     import pandas as pd
-
-    from data.schema import TX_DATETIME
 
     plan = load_online_plan(r)
     r.activity = "the load-online Job (materialise, seed the live state)"

@@ -28,6 +28,9 @@ from pathlib import Path
 import pandas as pd
 
 from features.definitions import state_horizon_days
+from features.featurize import load_online
+from features.live_state_engine import open_live_state
+from features.store import feature_store
 from fraudops.config import FeaturizeParams, load_params, params_path
 from fraudops.paths import Paths
 
@@ -76,8 +79,6 @@ def _label_delay_days() -> int:
 
 def live_state_watermark(store) -> int | None:
     """The newest transaction the store's live state holds (None: never loaded)."""
-    from features.live_state_engine import open_live_state
-
     state = open_live_state(store, state_horizon_days(_label_delay_days()))
     with state.session([], []) as session:
         return session.watermark_us()
@@ -105,9 +106,6 @@ def load(config: Path, tables: VersionedTables, workdir: Path, reload: bool = Fa
     The Feast file sources name the tables relative to the project's feature repo, so the
     tables are placed in that layout under ``workdir`` and the config is read from there.
     """
-    from features.featurize import load_online
-    from features.store import feature_store
-
     layout = Paths(workdir)
     layout.feature_repo.mkdir(parents=True, exist_ok=True)
     try:
