@@ -104,7 +104,10 @@ class FraudTransformer(kserve.Model):
         super().__init__(name)
         self.settings = settings
         self.lookup = lookup
-        self.coalescer = UpdateCoalescer(lookup, settings.max_batch_size)
+        # SQLite passes are local CPU work: on the loop (see serving.coalesce); Redis' in a thread.
+        self.coalescer = UpdateCoalescer(
+            lookup, settings.max_batch_size, in_loop=settings.online_store == "sqlite"
+        )
         self.predictor_host = predictor_host
         self.explainer_host = explainer_host
         # The log is written by a thread of its own: the answer does not wait for the disk.
@@ -190,8 +193,10 @@ class FraudTransformer(kserve.Model):
                 "explanations need an explainer: start the transformer with --explainer_host "
                 "(make level5)"
             )
-        # Feast's online read is blocking I/O: keep it off the event loop.
-        batch = await asyncio.to_thread(self.lookup.features, payload.transactions, False)
+        if self.coalescer.in_loop:  # SQLite: local work, cheaper than a thread hop
+            batch = self.lookup.features(payload.transactions, False)
+        else:  # Redis: blocking network I/O, off the event loop
+            batch = await asyncio.to_thread(self.lookup.features, payload.transactions, False)
         request = TransformedRequest(batch, payload.request_id, payload.started)
         body = await self._post("explainer", self.explainer_host, "explain", request)
         return UpstreamAnswer(request, body, explained=True)

@@ -304,15 +304,16 @@ def test_an_explanation_reads_the_state_without_moving_it(live: LiveWorld) -> No
     assert_equal_vectors(served, expected.to_numpy(np.float64), "after an explanation")
 
 
+@pytest.mark.parametrize("in_loop", [False, True])
 def test_concurrent_requests_through_the_coalescer_each_get_their_own_rows(
-    live: LiveWorld,
+    live: LiveWorld, in_loop: bool
 ) -> None:
     from serving.coalesce import UpdateCoalescer  # the transformer's async front of the lookup
 
     requests = [[live.transaction(i % 4, (i * 3) % 5, 30, 10.0 + i)] for i in range(12)]
 
     async def send_all() -> list:
-        coalescer = UpdateCoalescer(live.lookup, max_transactions=5)
+        coalescer = UpdateCoalescer(live.lookup, max_transactions=5, in_loop=in_loop)
         validated = [validate_transactions({"instances": r}, 256) for r in requests]
         return await asyncio.gather(*(coalescer.features(v) for v in validated))
 
