@@ -191,11 +191,12 @@ class OnlineFeatureUpdater:
         return stamp_us(self.clock())
 
     def serve_and_apply(
-        self, requests: LiveRequests
+        self, requests: LiveRequests, apply: bool = True
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], UpdateOutcome]:
         """``(customer_rows, terminal_rows, velocity, outcome)`` for ``requests``, row for
         row (rows in CUSTOMER_FEATURES / TERMINAL_FEATURES order, NaN rows for unknown
-        entities); then the online store includes them."""
+        entities); then the online store includes them -- unless ``apply`` is False (an
+        explanation: the same rows served, nothing written, the outcome counts nothing)."""
         customer_ids, terminal_ids = requests.customer_id, requests.terminal_id
         times_us = np.asarray(requests.time_us, np.int64)
         with self.state.session(customer_ids, terminal_ids) as session:
@@ -215,6 +216,8 @@ class OnlineFeatureUpdater:
                 (customer_ts, terminal_ts),
                 velocity,
             )
+            if not apply:
+                return customer_rows, terminal_rows, velocity, UpdateOutcome(0, 0, 0)
             if batch.new:
                 stored_c = dict(zip(customer_ids, customer_ts.tolist()))
                 stored_t = dict(zip(terminal_ids, terminal_ts.tolist()))

@@ -40,7 +40,7 @@ from features.online_update import (
 )
 from features.store import feature_store
 from serving import metrics
-from serving.errors import InvalidRequest, OnlineStoreUnavailable
+from serving.errors import InvalidRequest, OnlineStoreUnavailable, ServingError
 from serving.schema import transaction_json
 from serving.settings import ServingSettings
 
@@ -228,15 +228,18 @@ class OnlineFeatureLookup:
             raise self._unavailable(exc) from None
 
     def _served_and_applied(
-        self, requests: LiveRequests
+        self, requests: LiveRequests, apply: bool = True
     ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Each transaction's exact rows and velocity, then the transactions folded in."""
+        """Each transaction's exact rows and velocity, then the transactions folded in
+        (unless ``apply`` is False)."""
         try:
             self._open_rows()  # opens the updater with it (live_updates is on)
             updater = self._updater
             if updater is None:  # _open_rows opens it whenever live updates are on
                 raise RuntimeError("live updates are on but the online-state updater is not open")
-            customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(requests)
+            customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(
+                requests, apply
+            )
         except EventTimeRejected as exc:
             raise _refused(exc) from None
         except (*_store_errors(), TimeoutError) as exc:  # type: ignore[misc]  # a runtime tuple
@@ -250,28 +253,68 @@ class OnlineFeatureLookup:
             f"{self.describe()} is unavailable: {detail}; no features, so no score"
         )
 
-    def features(self, transactions: list[BaseModel]) -> FeatureBatch:
+    def features(self, transactions: list[BaseModel], apply: bool = True) -> FeatureBatch:
         """Look up the entities and assemble the model's features for each transaction.
 
         With live updates on, the transactions also move their entities' online rows before
-        the answer leaves (read-your-writes for the caller's next request).
+        the answer leaves (read-your-writes for the caller's next request). ``apply=False``
+        serves the same rows and writes nothing (an explanation does not change the state).
         """
-        requests = LiveRequests.of(transactions)
+        return self._assembled([transactions], apply)[0]
+
+    def features_of_many(
+        self, requests: list[list[BaseModel]]
+    ) -> list[FeatureBatch | ServingError]:
+        """:meth:`features` of several requests, as if sent one after the other, in one pass.
+
+        One state session, one read and one write per feature view and one commit for all
+        of them (group commit): what concurrent requests cost together is then little more
+        than one of them. A request the state refuses (an event time out of bounds) must
+        not fail the others: then each is served on its own, in order. Each request gets its
+        batch, or the error that is its answer.
+        """
+        if len(requests) > 1:
+            try:
+                return list(self._assembled(requests, apply=True))
+            except InvalidRequest:
+                pass  # one request's event time: serve them one by one to find whose
+            except ServingError as exc:  # the store is down: the same answer for each
+                return [exc] * len(requests)
+        answers: list[FeatureBatch | ServingError] = []
+        for transactions in requests:
+            try:
+                answers.append(self.features(transactions))
+            except ServingError as exc:
+                answers.append(exc)
+        return answers
+
+    def _assembled(self, requests: list[list[BaseModel]], apply: bool) -> list[FeatureBatch]:
+        """The feature batches of ``requests``, looked up (and applied) as one batch."""
+        transactions = [t for request in requests for t in request]
+        live = LiveRequests.of(transactions)
         velocity = None  # without the live state, request-time velocity is not known: missing
         if self.settings.live_updates:
-            customer_rows, terminal_rows, velocity = self._served_and_applied(requests)
+            customer_rows, terminal_rows, velocity = self._served_and_applied(live, apply)
         else:
-            self._check_against_server_clock(requests)
-            customer_rows, terminal_rows = self.entity_rows(
-                requests.customer_id, requests.terminal_id
-            )
+            self._check_against_server_clock(live)
+            customer_rows, terminal_rows = self.entity_rows(live.customer_id, live.terminal_id)
         values, unknown_customer, unknown_terminal = feature_values(
-            np.asarray(requests.time_us, np.int64) * 1000,
-            np.asarray(requests.amount, np.float64),
+            np.asarray(live.time_us, np.int64) * 1000,
+            np.asarray(live.amount, np.float64),
             customer_rows,
             terminal_rows,
             velocity,
         )
-        return FeatureBatch(
-            [transaction_json(t) for t in transactions], values, unknown_customer, unknown_terminal
-        )
+        batches, start = [], 0
+        for request in requests:
+            end = start + len(request)
+            batches.append(
+                FeatureBatch(
+                    [transaction_json(t) for t in request],
+                    values[start:end],
+                    unknown_customer[start:end],
+                    unknown_terminal[start:end],
+                )
+            )
+            start = end
+        return batches

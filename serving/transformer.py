@@ -2,12 +2,14 @@
 
 ``python -m serving.transformer --predictor_host HOST:PORT [--explainer_host HOST:PORT]``
 
-preprocess: validate the raw transactions with the one request model, read the customer
-and terminal aggregates from the Feast online store (SQLite, or Redis by configuration),
-assemble the features with the training code, and send the rows -- with their feature
-names, so the predictor checks the order -- to the predictor. postprocess: map each
-probability to a decision with the thresholds the predictor's model carries, answer, log.
-``:explain`` goes the same way to the explainer (KServe's transformer -> explainer route).
+preprocess validates the raw transactions with the one request model; predict reads the
+customer and terminal aggregates from the Feast online store (SQLite, or Redis by
+configuration) -- with live updates, concurrent requests in one pass of
+:class:`serving.coalesce.UpdateCoalescer` --, assembles the features with the training
+code, and sends the rows -- with their feature names, so the predictor checks the order
+-- to the predictor. postprocess: map each probability to a decision with the thresholds
+the predictor's model carries, answer, log. ``:explain`` goes the same way to the explainer
+(KServe's transformer -> explainer route), reading the online state without moving it.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from typing import Any
 import aiohttp
 import kserve
 import orjson
+from pydantic import BaseModel
 
 from features.definitions import FEATURE_NAMES
 from fraudops.bundle import Thresholds
+from serving.coalesce import UpdateCoalescer
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
 from serving.kserve_runtime import parse_server_args, serve, server_parser
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
@@ -40,6 +44,15 @@ from serving.scoring import (
 from serving.settings import ServingSettings, load_settings
 
 logger = logging.getLogger("serving.transformer")
+
+
+@dataclass(frozen=True)
+class Validated:
+    """What preprocess hands on: the request's validated transactions."""
+
+    transactions: list[BaseModel]
+    request_id: str
+    started: float
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,10 @@ class FraudTransformer(kserve.Model):
         super().__init__(name)
         self.settings = settings
         self.lookup = lookup
+        # SQLite passes are local CPU work: on the loop (see serving.coalesce); Redis' in a thread.
+        self.coalescer = UpdateCoalescer(
+            lookup, settings.max_batch_size, in_loop=settings.online_store == "sqlite"
+        )
         self.predictor_host = predictor_host
         self.explainer_host = explainer_host
         # The log is written by a thread of its own: the answer does not wait for the disk.
@@ -115,10 +132,9 @@ class FraudTransformer(kserve.Model):
             )
         return self._session
 
-    async def preprocess(
-        self, payload: Any, headers: dict[str, str] | None = None
-    ) -> TransformedRequest:
-        """Validate, look up, assemble: the feature rows of the request's transactions."""
+    async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Validated:
+        """Validate: the request's transactions (features are looked up by predict/explain,
+        which know whether the transactions move the online state)."""
         from kserve.protocol.infer_type import InferRequest
 
         if isinstance(payload, InferRequest):
@@ -129,9 +145,7 @@ class FraudTransformer(kserve.Model):
         started = time.perf_counter()
         require_json_content(headers)
         transactions = validate_transactions(payload, self.settings.max_batch_size)
-        # Feast's online read is blocking I/O: keep it off the event loop.
-        batch = await asyncio.to_thread(self.lookup.features, transactions)
-        return TransformedRequest(batch, request_id_from(headers), started)
+        return Validated(transactions, request_id_from(headers), started)
 
     async def _post(
         self, component: str, host: str, verb: str, request: TransformedRequest
@@ -158,21 +172,34 @@ class FraudTransformer(kserve.Model):
         return answer
 
     async def predict(
-        self, payload: TransformedRequest, headers=None, response_headers=None
+        self, payload: Validated, headers=None, response_headers=None
     ) -> UpstreamAnswer:
-        """Send the rows to the predictor (``--predictor_host``)."""
-        body = await self._post("predictor", self.predictor_host, "predict", payload)
-        return UpstreamAnswer(payload, body, explained=False)
+        """Look up (and, with live updates, apply) the transactions; send the rows to the
+        predictor (``--predictor_host``). Concurrent requests share one state pass."""
+        batch = await self.coalescer.features(payload.transactions)
+        request = TransformedRequest(batch, payload.request_id, payload.started)
+        body = await self._post("predictor", self.predictor_host, "predict", request)
+        return UpstreamAnswer(request, body, explained=False)
 
-    async def explain(self, payload: TransformedRequest, headers=None) -> UpstreamAnswer:
-        """Send the rows and their context to the explainer (``--explainer_host``)."""
+    async def explain(self, payload: Validated, headers=None) -> UpstreamAnswer:
+        """Send the rows and their context to the explainer (``--explainer_host``).
+
+        The rows are the ones a prediction of these transactions is served, but an
+        explanation does not move the online state: explaining a transaction is not
+        another payment of its customer.
+        """
         if not self.explainer_host:
             raise NotConfigured(
                 "explanations need an explainer: start the transformer with --explainer_host "
                 "(make level5)"
             )
-        body = await self._post("explainer", self.explainer_host, "explain", payload)
-        return UpstreamAnswer(payload, body, explained=True)
+        if self.coalescer.in_loop:  # SQLite: local work, cheaper than a thread hop
+            batch = self.lookup.features(payload.transactions, False)
+        else:  # Redis: blocking network I/O, off the event loop
+            batch = await asyncio.to_thread(self.lookup.features, payload.transactions, False)
+        request = TransformedRequest(batch, payload.request_id, payload.started)
+        body = await self._post("explainer", self.explainer_host, "explain", request)
+        return UpstreamAnswer(request, body, explained=True)
 
     async def postprocess(
         self, result: UpstreamAnswer, headers=None, response_headers=None

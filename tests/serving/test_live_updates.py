@@ -7,6 +7,7 @@ tests run the real update path -- Feast writes, state engine, locks -- without H
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -264,3 +265,86 @@ def test_the_server_clock_refuses_a_future_date_with_live_updates_on_or_off(
     if not live_updates:  # with updates on, "now" is months after the history: out of order
         tx["tx_datetime"] = now.isoformat()
         assert lookup.features(validate_transactions({"instances": [tx]}, 256)).values.shape[0] == 1
+
+
+def _send_together(live: LiveWorld, requests: list[list[dict]]) -> list:
+    """Requests in one pass (:meth:`OnlineFeatureLookup.features_of_many`), as the
+    transformer's coalescer sends concurrent ones; the answers, recorded as sent."""
+    answers = live.lookup.features_of_many(
+        [validate_transactions({"instances": r}, 256) for r in requests]
+    )
+    for request, answer in zip(requests, answers, strict=True):
+        if not isinstance(answer, Exception):
+            for tx in request:
+                if tx["transaction_id"] not in {s["transaction_id"] for s in live.sent}:
+                    live.sent.append(tx)
+    return answers
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
+@given(steps=steps, sizes=st.lists(st.integers(1, 3), min_size=1, max_size=6))
+def test_requests_in_one_pass_are_served_as_one_by_one(live: LiveWorld, steps, sizes) -> None:
+    instances = []
+    for customer, terminal, gap, amount, retry in steps:
+        if retry and live.sent:
+            instances.append(live.sent[-1 - len(instances) % min(5, len(live.sent))])
+        else:
+            instances.append(live.transaction(customer, terminal, gap, amount))
+    requests, start = [], 0
+    for size in sizes * len(instances):
+        if start >= len(instances):
+            break
+        requests.append(instances[start : start + size])
+        start += size
+    answers = _send_together(live, requests)
+    offline = live.offline()
+    for request, answer in zip(requests, answers, strict=True):
+        expected = offline.loc[[tx["transaction_id"] for tx in request], list(FEATURE_NAMES)]
+        assert_equal_vectors(answer.values, expected.to_numpy(np.float64), f"pass of {requests}")
+
+
+def test_a_refused_event_time_fails_only_its_request(live: LiveWorld) -> None:
+    before = live.transaction(3, 4, 60, 15.0)
+    bad = live.transaction(3, 4, 0, 16.0)
+    bad["tx_datetime"] = (pd.Timestamp(bad["tx_datetime"]) + pd.Timedelta(days=30)).isoformat()
+    after = live.transaction(3, 4, 60, 17.0)
+    answers = _send_together(live, [[before], [bad], [after]])
+    assert isinstance(answers[1], InvalidRequest) and answers[1].status == 422
+    offline = live.offline()  # without the refused one: it must not have been counted
+    for tx, answer in ((before, answers[0]), (after, answers[2])):
+        expected = offline.loc[[tx["transaction_id"]], list(FEATURE_NAMES)]
+        assert_equal_vectors(answer.values, expected.to_numpy(np.float64), "beside a refused one")
+
+
+def test_an_explanation_reads_the_state_without_moving_it(live: LiveWorld) -> None:
+    tx = live.transaction(5, 6, 90, 25.0)
+    explained = live.lookup.features(validate_transactions({"instances": [tx]}, 256), False)
+    scored = live.score([tx])  # counted now, once: the explanation did not apply it
+    assert_equal_vectors(explained.values, scored, "explained vs scored")
+    nxt = live.transaction(5, 6, 60, 26.0)
+    served = live.score([nxt])
+    expected = live.offline().loc[[nxt["transaction_id"]], list(FEATURE_NAMES)]
+    assert_equal_vectors(served, expected.to_numpy(np.float64), "after an explanation")
+
+
+@pytest.mark.parametrize("in_loop", [False, True])
+def test_concurrent_requests_through_the_coalescer_each_get_their_own_rows(
+    live: LiveWorld, in_loop: bool
+) -> None:
+    from serving.coalesce import UpdateCoalescer  # the transformer's async front of the lookup
+
+    requests = [[live.transaction(i % 4, (i * 3) % 5, 30, 10.0 + i)] for i in range(12)]
+
+    async def send_all() -> list:
+        coalescer = UpdateCoalescer(live.lookup, max_transactions=5, in_loop=in_loop)
+        validated = [validate_transactions({"instances": r}, 256) for r in requests]
+        return await asyncio.gather(*(coalescer.features(v) for v in validated))
+
+    batches = asyncio.run(send_all())
+    for request in requests:
+        live.sent.extend(request)
+    offline = live.offline()
+    for request, batch in zip(requests, batches, strict=True):
+        expected = offline.loc[[request[0]["transaction_id"]], list(FEATURE_NAMES)]
+        assert batch.transactions[0]["transaction_id"] == request[0]["transaction_id"]
+        assert_equal_vectors(batch.values, expected.to_numpy(np.float64), "through the coalescer")
