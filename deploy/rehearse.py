@@ -113,7 +113,7 @@ STEPS: tuple[tuple[str, Callable[[Rehearsal], str], float], ...] = (
     ("services", step_services, 120),
     ("mlflow (k8s/infra/mlflow)", step_mlflow, 420),
     ("data -> DVC remote on S3", step_data, 900),
-    ("feast registry on S3 + Redis", step_feast, 600),
+    ("online store: load-online Job (k8s/infra/feast)", step_feast, 600),
     ("pipeline in containers (kfp DockerRunner)", step_pipeline, 1800),
     ("champion STORAGE_URI -> /mnt/models", step_champion, 420),
     ("level 5 from k8s/overlays/level5", step_level5, 420),
