@@ -70,13 +70,22 @@ def write_offline(root: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame,
     return customer, terminal, training_set
 
 
+def live_state_horizon_days() -> int:
+    """Days the live state keeps: the longest window plus ``params.yaml``'s label delay."""
+    return state_horizon_days(load_params().featurize.label_delay_days)
+
+
+def live_state_of(store):
+    """The store's live state, over :func:`live_state_horizon_days`."""
+    return open_live_state(store, live_state_horizon_days())
+
+
 def seed_live_state(store, transactions: pd.DataFrame) -> int:
     """Rebuild the live online state (recent transactions, labels) from the versioned data.
 
     Materialisation and the state then agree: serving continues from the last transaction.
     """
-
-    horizon = state_horizon_days(load_params().featurize.label_delay_days)
+    horizon = live_state_horizon_days()
     return seed_from_transactions(open_live_state(store, horizon), transactions, horizon)
 
 

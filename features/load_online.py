@@ -27,11 +27,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.definitions import state_horizon_days
-from features.featurize import load_online
-from features.live_state_engine import open_live_state
+from features.featurize import live_state_of, load_online
 from features.store import feature_store
-from fraudops.config import FeaturizeParams, load_params, params_path
 from fraudops.paths import Paths
 
 
@@ -70,17 +67,9 @@ def fetch(source: str, target: Path) -> None:
         raise ValueError(f"{source}: cannot read the versioned table ({exc})") from None
 
 
-def _label_delay_days() -> int:
-    # The Job's image carries params.yaml; a bare checkout of the module uses the default.
-    if params_path().exists():
-        return load_params().featurize.label_delay_days
-    return FeaturizeParams().label_delay_days
-
-
 def live_state_watermark(store) -> int | None:
     """The newest transaction the store's live state holds (None: never loaded)."""
-    state = open_live_state(store, state_horizon_days(_label_delay_days()))
-    with state.session([], []) as session:
+    with live_state_of(store).session([], []) as session:
         return session.watermark_us()
 
 

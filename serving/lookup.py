@@ -11,6 +11,7 @@ was most of the cost.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sqlite3
@@ -171,7 +172,9 @@ class OnlineFeatureLookup:
                 self._rows = rows
         return self._rows
 
+    @functools.cached_property
     def _event_time_policy(self) -> EventTimePolicy:
+        # Once per process: label_delay() reads params.yaml when the setting is unset.
         return EventTimePolicy(
             clock=self.settings.event_clock,
             future_tolerance_seconds=(
@@ -183,7 +186,7 @@ class OnlineFeatureLookup:
         )
 
     def _live_updater(self, rows: OnlineRows) -> OnlineFeatureUpdater:
-        policy = self._event_time_policy()
+        policy = self._event_time_policy
         return OnlineFeatureUpdater(
             rows,
             open_live_state(rows.store, policy.horizon_days),
@@ -201,7 +204,7 @@ class OnlineFeatureLookup:
             check_event_times(
                 np.asarray(requests.time_us, np.int64),
                 None,
-                self._event_time_policy(),
+                self._event_time_policy,
                 stamp_us(datetime.now(UTC)),
             )
         except EventTimeRejected as exc:
