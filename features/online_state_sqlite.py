@@ -20,14 +20,26 @@ from features.online_state import (
     StateSession,
     retention_us,
 )
+from features.sqlite_wal import DEFAULT_PAGES, set_autocheckpoint
 
 
 class SqliteLiveState:
-    """The state in a SQLite file; one connection per thread, updates ``BEGIN IMMEDIATE``."""
+    """The state in a SQLite file; one connection per thread, updates ``BEGIN IMMEDIATE``.
 
-    def __init__(self, path: Path, project: str, horizon_days: int) -> None:
+    ``autocheckpoint_pages``: the WAL's automatic-checkpoint threshold on these connections
+    (raised by a server that checkpoints from a thread, :mod:`features.sqlite_wal`).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        project: str,
+        horizon_days: int,
+        autocheckpoint_pages: int = DEFAULT_PAGES,
+    ) -> None:
         self.path = Path(path)
         self.horizon_days = horizon_days
+        self.autocheckpoint_pages = autocheckpoint_pages
         # Table names carry the Feast project, like Feast's own SQLite tables do.
         self.prefix = "".join(c if c.isalnum() else "_" for c in project)
         self._local = threading.local()
@@ -44,6 +56,7 @@ class SqliteLiveState:
             connection = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            set_autocheckpoint(connection, self.autocheckpoint_pages)
             self._create(connection)
             self._local.connection = connection
         return connection

@@ -20,6 +20,7 @@ For a batch of validated transactions, under the state's lock for their entities
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
@@ -37,7 +38,13 @@ from features.definitions import (
     velocity_features,
 )
 from features.online_rows import OnlineRows, stamp_us
-from features.online_state import DAY_US, EntityHistory, LiveState, LiveTransaction
+from features.online_state import (
+    DAY_US,
+    EntityHistory,
+    LiveState,
+    LiveTransaction,
+    StateSession,
+)
 
 EventClock = Literal["server", "replay"]
 
@@ -190,16 +197,19 @@ class OnlineFeatureUpdater:
     def _now_us(self) -> int:
         return stamp_us(self.clock())
 
-    def serve_and_apply(
-        self, requests: LiveRequests, apply: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], UpdateOutcome]:
-        """``(customer_rows, terminal_rows, velocity, outcome)`` for ``requests``, row for
-        row (rows in CUSTOMER_FEATURES / TERMINAL_FEATURES order, NaN rows for unknown
-        entities); then the online store includes them -- unless ``apply`` is False (an
-        explanation: the same rows served, nothing written, the outcome counts nothing)."""
+    def serve(self, requests: LiveRequests) -> ServedPass:
+        """Each transaction's rows and velocity, the state's session left open for
+        :meth:`ServedPass.apply` (or :meth:`ServedPass.discard`).
+
+        Serving first and writing after lets a caller send the served rows on (to the
+        predictor) while the update is written: the update is no longer on the answer's
+        critical path, and read-your-writes still holds if the answer waits for ``apply``.
+        """
         customer_ids, terminal_ids = requests.customer_id, requests.terminal_id
         times_us = np.asarray(requests.time_us, np.int64)
-        with self.state.session(customer_ids, terminal_ids) as session:
+        opened = self.state.session(customer_ids, terminal_ids)
+        session = opened.__enter__()
+        try:
             check_event_times(times_us, session.watermark_us(), self.policy, self._now_us())
             batch = _Batch(
                 session.customer_histories(customer_ids),
@@ -216,19 +226,82 @@ class OnlineFeatureUpdater:
                 (customer_ts, terminal_ts),
                 velocity,
             )
-            if not apply:
-                return customer_rows, terminal_rows, velocity, UpdateOutcome(0, 0, 0)
+        except BaseException as exc:
+            opened.__exit__(type(exc), exc, exc.__traceback__)  # roll back, release
+            raise
+        stored = (
+            dict(zip(customer_ids, customer_ts.tolist())),
+            dict(zip(terminal_ids, terminal_ts.tolist())),
+        )
+        return ServedPass(
+            self.rows, opened, session, batch, stored, (customer_rows, terminal_rows), velocity
+        )
+
+    def serve_and_apply(
+        self, requests: LiveRequests, apply: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], UpdateOutcome]:
+        """``(customer_rows, terminal_rows, velocity, outcome)`` for ``requests``, row for
+        row (rows in CUSTOMER_FEATURES / TERMINAL_FEATURES order, NaN rows for unknown
+        entities); then the online store includes them -- unless ``apply`` is False (an
+        explanation: the same rows served, nothing written, the outcome counts nothing)."""
+        served = self.serve(requests)
+        outcome = served.apply() if apply else served.discard()
+        customer_rows, terminal_rows = served.rows
+        return customer_rows, terminal_rows, served.velocity, outcome
+
+
+class _Discarded(Exception):
+    """Ends a session without its writes (an explanation's pass)."""
+
+
+class ServedPass:
+    """A batch served its rows, its update not yet written: the state's session is open
+    (its entities locked) until :meth:`apply` or :meth:`discard` -- exactly one of them."""
+
+    def __init__(
+        self,
+        rows: OnlineRows,
+        opened: AbstractContextManager[StateSession],
+        session: StateSession,
+        batch: _Batch,
+        stored: tuple[dict[int, int], dict[int, int]],
+        served_rows: tuple[np.ndarray, np.ndarray],
+        velocity: dict[str, np.ndarray],
+    ) -> None:
+        self._online = rows
+        self._opened = opened
+        self._session = session
+        self._batch = batch
+        self._stored = stored
+        #: ``(customer_rows, terminal_rows)`` served, row for row
+        self.rows = served_rows
+        self.velocity = velocity
+
+    def apply(self) -> UpdateOutcome:
+        """Write each touched entity's latest row to the feature views, then commit the
+        state (last: a crash before it leaves the transactions unapplied)."""
+        batch = self._batch
+        try:
             if batch.new:
-                stored_c = dict(zip(customer_ids, customer_ts.tolist()))
-                stored_t = dict(zip(terminal_ids, terminal_ts.tolist()))
-                for view, latest, histories, stored in (
-                    (CUSTOMER_VIEW, batch.latest_c, batch.customers, stored_c),
-                    (TERMINAL_VIEW, batch.latest_t, batch.terminals, stored_t),
+                for view, latest, stored in (
+                    (CUSTOMER_VIEW, batch.latest_customer_rows(), self._stored[0]),
+                    (TERMINAL_VIEW, batch.latest_terminal_rows(), self._stored[1]),
                 ):
+                    histories = batch.customers if view == CUSTOMER_VIEW else batch.terminals
                     stamps = [_row_stamp(histories[i], stored.get(i, -1)) for i in latest]
-                    self.rows.write(view, list(latest), list(latest.values()), stamps)
-                session.append(batch.new)
-        return customer_rows, terminal_rows, velocity, batch.outcome()
+                    self._online.write(view, list(latest), list(latest.values()), stamps)
+                self._session.append(batch.new)
+        except BaseException as exc:
+            self._opened.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._opened.__exit__(None, None, None)
+        return batch.outcome()
+
+    def discard(self) -> UpdateOutcome:
+        """End the session writing nothing (the outcome counts nothing)."""
+        discarded = _Discarded()
+        self._opened.__exit__(_Discarded, discarded, None)
+        return UpdateOutcome(0, 0, 0)
 
 
 class _Batch:
@@ -245,14 +318,22 @@ class _Batch:
         self.applied = applied
         self.delay = label_delay_days
         self.new: list[LiveTransaction] = []
-        #: each touched entity's latest row, for the online store
-        self.latest_c: dict[int, np.ndarray] = {}
-        self.latest_t: dict[int, np.ndarray] = {}
+        #: entities a new transaction of the batch moved, in first-touch order
+        self.touched_c: dict[int, None] = {}
+        self.touched_t: dict[int, None] = {}
         self.duplicates = self.late = 0
 
     def outcome(self) -> UpdateOutcome:
         """What the pass did to the state."""
         return UpdateOutcome(len(self.new), self.duplicates, self.late)
+
+    def latest_customer_rows(self) -> dict[int, np.ndarray]:
+        """Each moved customer's row after its newest transaction, for the online store."""
+        return {c: rows_of_customer(self.customers[c])[1][-1] for c in self.touched_c}
+
+    def latest_terminal_rows(self) -> dict[int, np.ndarray]:
+        """Each moved terminal's row after its newest transaction (labels known)."""
+        return {t: rows_of_terminal(self.terminals[t], self.delay)[1][-1] for t in self.touched_t}
 
     def serve(
         self,
@@ -263,9 +344,9 @@ class _Batch:
     ) -> None:
         """Fix the rows Feast cannot give and fill ``velocity`` (in place); collect the new.
 
-        Each entity's rows are computed once per transaction, on its history with the
-        transaction in it: the row before the transaction is what it is served, the last
-        row what the online store gets.
+        A row Feast cannot give is computed on the entity's history with the transaction
+        in it: the row before the transaction is what it is served. The rows the online
+        store gets are computed once per entity, when the pass is applied.
         """
         customer_rows, terminal_rows = rows
         customer_ts, terminal_ts = stamps
@@ -279,8 +360,8 @@ class _Batch:
         for i, (tx_id, customer, terminal, amount, t) in enumerate(columns):
             c_history, t_history = self.customers[customer], self.terminals[terminal]
             c_last, t_last = c_history.last_time_us(), t_history.last_time_us()
-            c_fits = _feast_row_fits(customer in self.latest_c, c_last, int(customer_ts[i]), t)
-            t_fits = _feast_row_fits(terminal in self.latest_t, t_last, int(terminal_ts[i]), t)
+            c_fits = _feast_row_fits(customer in self.touched_c, c_last, int(customer_ts[i]), t)
+            t_fits = _feast_row_fits(terminal in self.touched_t, t_last, int(terminal_ts[i]), t)
             for name, values in customer_velocity(c_history, t).items():
                 velocity[name][i] = values
             new = tx_id not in self.applied
@@ -292,20 +373,13 @@ class _Batch:
                 t_history.insert(tx)
                 self.applied.add(tx_id)
                 self.new.append(tx)
+                self.touched_c[customer] = self.touched_t[terminal] = None
             else:
                 self.duplicates += 1
-            if new or not c_fits:
-                after = rows_of_customer(c_history)
-                if not c_fits:
-                    customer_rows[i] = row_before(after, t)
-                if new:
-                    self.latest_c[customer] = after[1][-1]
-            if new or not t_fits:
-                after = rows_of_terminal(t_history, self.delay)
-                if not t_fits:
-                    terminal_rows[i] = row_before(after, t)
-                if new:
-                    self.latest_t[terminal] = after[1][-1]
+            if not c_fits:
+                customer_rows[i] = row_before(rows_of_customer(c_history), t)
+            if not t_fits:
+                terminal_rows[i] = row_before(rows_of_terminal(t_history, self.delay), t)
 
 
 def _feast_row_fits(touched: bool, last_us: int | None, row_us: int, time_us: int) -> bool:

@@ -16,6 +16,7 @@ import logging
 import math
 import sqlite3
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,15 +31,17 @@ from features.definitions import (
     feature_values,
     state_horizon_days,
 )
-from features.live_state_engine import open_live_state
+from features.live_state_engine import open_live_state, sqlite_online_path
 from features.online_rows import FeatureRepoIncomplete, OnlineRows, stamp_us
 from features.online_update import (
     EventTimePolicy,
     EventTimeRejected,
     LiveRequests,
     OnlineFeatureUpdater,
+    ServedPass,
     check_event_times,
 )
+from features.sqlite_wal import BACKSTOP_PAGES, DEFAULT_PAGES, WalCheckpointer, set_autocheckpoint
 from features.store import feature_store
 from serving import metrics
 from serving.errors import InvalidRequest, OnlineStoreUnavailable, ServingError
@@ -131,6 +134,8 @@ def _fast_sqlite_commits(store) -> None:
     connection.execute("PRAGMA synchronous=NORMAL")
     # Several servers write one file: wait for a writer's lock instead of failing at 5 s.
     connection.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints come from the lookup's WalCheckpointer thread, not from a request's commit.
+    set_autocheckpoint(connection, BACKSTOP_PAGES)
 
 
 def _refused(exc: EventTimeRejected) -> InvalidRequest:
@@ -145,6 +150,7 @@ class OnlineFeatureLookup:
         self.settings = settings
         self._rows: OnlineRows | None = None
         self._updater: OnlineFeatureUpdater | None = None  # set when live_updates is on
+        self._checkpointer: WalCheckpointer | None = None  # SQLite with live updates
         self._lock = threading.Lock()
 
     def describe(self) -> str:
@@ -187,12 +193,23 @@ class OnlineFeatureLookup:
 
     def _live_updater(self, rows: OnlineRows) -> OnlineFeatureUpdater:
         policy = self._event_time_policy
-        return OnlineFeatureUpdater(
-            rows,
-            open_live_state(rows.store, policy.horizon_days),
-            self.settings.label_delay(),
-            policy,
+        sqlite = self.settings.online_store == "sqlite"
+        state = open_live_state(
+            rows.store, policy.horizon_days, BACKSTOP_PAGES if sqlite else DEFAULT_PAGES
         )
+        if sqlite:  # both files' checkpoints off the request path (features.sqlite_wal)
+            self._checkpointer = WalCheckpointer(
+                [sqlite_online_path(rows.config), state.path]  # type: ignore[attr-defined]
+            )
+            self._checkpointer.start()
+        return OnlineFeatureUpdater(rows, state, self.settings.label_delay(), policy)
+
+    def close(self) -> None:
+        """Stop the WAL checkpointer, if one runs (the store's connections close with the
+        process)."""
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
 
     def _check_against_server_clock(self, requests: LiveRequests) -> None:
         """With live updates off there is no state to corrupt, but a transaction dated
@@ -230,25 +247,26 @@ class OnlineFeatureLookup:
         except _store_errors() as exc:
             raise self._unavailable(exc) from None
 
-    def _served_and_applied(
-        self, requests: LiveRequests, apply: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        """Each transaction's exact rows and velocity, then the transactions folded in
-        (unless ``apply`` is False)."""
+    def _serve_live(self, requests: LiveRequests) -> ServedPass:
+        """Each transaction's exact rows and velocity; the update left to apply."""
         try:
             self._open_rows()  # opens the updater with it (live_updates is on)
             updater = self._updater
             if updater is None:  # _open_rows opens it whenever live updates are on
                 raise RuntimeError("live updates are on but the online-state updater is not open")
-            customer_rows, terminal_rows, velocity, outcome = updater.serve_and_apply(
-                requests, apply
-            )
+            return updater.serve(requests)
         except EventTimeRejected as exc:
             raise _refused(exc) from None
         except (*_store_errors(), TimeoutError) as exc:  # type: ignore[misc]  # a runtime tuple
             raise self._unavailable(exc) from None
+
+    def _apply(self, served: ServedPass) -> None:
+        """Write a served pass's update (a 503 if the store fails meanwhile)."""
+        try:
+            outcome = served.apply()
+        except (*_store_errors(), TimeoutError) as exc:  # type: ignore[misc]  # a runtime tuple
+            raise self._unavailable(exc) from None
         metrics.observe_online_update(outcome.applied, outcome.duplicates, outcome.late)
-        return customer_rows, terminal_rows, velocity
 
     def _unavailable(self, exc: BaseException) -> OnlineStoreUnavailable:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -263,61 +281,111 @@ class OnlineFeatureLookup:
         the answer leaves (read-your-writes for the caller's next request). ``apply=False``
         serves the same rows and writes nothing (an explanation does not change the state).
         """
-        return self._assembled([transactions], apply)[0]
+        served = self._served([transactions])
+        if apply:
+            served.apply()
+        else:
+            served.discard()
+        return served.answers[0]  # type: ignore[return-value]  # _served fails, or serves all
 
-    def features_of_many(
-        self, requests: list[list[BaseModel]]
-    ) -> list[FeatureBatch | ServingError]:
-        """:meth:`features` of several requests, as if sent one after the other, in one pass.
+    def serve_many(self, requests: list[list[BaseModel]]) -> ServedRequests:
+        """:meth:`features` of several requests, as if sent one after the other, in one pass;
+        their update is written by :meth:`ServedRequests.apply`.
 
         One state session, one read and one write per feature view and one commit for all
         of them (group commit): what concurrent requests cost together is then little more
         than one of them. A request the state refuses (an event time out of bounds) must
-        not fail the others: then each is served on its own, in order. Each request gets its
-        batch, or the error that is its answer.
+        not fail the others: then each is served and applied on its own, in order. Each
+        request gets its batch, or the error that is its answer.
         """
-        if len(requests) > 1:
-            try:
-                return list(self._assembled(requests, apply=True))
-            except InvalidRequest:
-                pass  # one request's event time: serve them one by one to find whose
-            except ServingError as exc:  # the store is down: the same answer for each
-                return [exc] * len(requests)
+        try:
+            return self._served(requests)
+        except InvalidRequest as exc:
+            if len(requests) == 1:
+                return ServedRequests([exc])
+            # one request's event time: serve them one by one to find whose
+        except ServingError as exc:  # the store is down: the same answer for each
+            return ServedRequests([exc] * len(requests))
         answers: list[FeatureBatch | ServingError] = []
         for transactions in requests:
             try:
                 answers.append(self.features(transactions))
             except ServingError as exc:
                 answers.append(exc)
-        return answers
+        return ServedRequests(answers)
 
-    def _assembled(self, requests: list[list[BaseModel]], apply: bool) -> list[FeatureBatch]:
-        """The feature batches of ``requests``, looked up (and applied) as one batch."""
+    def features_of_many(
+        self, requests: list[list[BaseModel]]
+    ) -> list[FeatureBatch | ServingError]:
+        """:meth:`serve_many`, applied: each request's batch, or the error that is its answer."""
+        served = self.serve_many(requests)
+        try:
+            served.apply()
+        except ServingError as exc:
+            return [exc] * len(requests)
+        return served.answers
+
+    def _served(self, requests: list[list[BaseModel]]) -> ServedRequests:
+        """The feature batches of ``requests``, looked up as one batch, the update pending."""
         transactions = [t for request in requests for t in request]
         live = LiveRequests.of(transactions)
         velocity = None  # without the live state, request-time velocity is not known: missing
+        pending = None
         if self.settings.live_updates:
-            customer_rows, terminal_rows, velocity = self._served_and_applied(live, apply)
+            pending = self._serve_live(live)
+            (customer_rows, terminal_rows), velocity = pending.rows, pending.velocity
         else:
             self._check_against_server_clock(live)
             customer_rows, terminal_rows = self.entity_rows(live.customer_id, live.terminal_id)
-        values, unknown_customer, unknown_terminal = feature_values(
-            np.asarray(live.time_us, np.int64) * 1000,
-            np.asarray(live.amount, np.float64),
-            customer_rows,
-            terminal_rows,
-            velocity,
-        )
-        batches, start = [], 0
-        for request in requests:
-            end = start + len(request)
-            batches.append(
-                FeatureBatch(
-                    [transaction_json(t) for t in request],
-                    values[start:end],
-                    unknown_customer[start:end],
-                    unknown_terminal[start:end],
-                )
+        try:
+            values, unknown_customer, unknown_terminal = feature_values(
+                np.asarray(live.time_us, np.int64) * 1000,
+                np.asarray(live.amount, np.float64),
+                customer_rows,
+                terminal_rows,
+                velocity,
             )
-            start = end
-        return batches
+            batches: list[FeatureBatch | ServingError] = []
+            start = 0
+            for request in requests:
+                end = start + len(request)
+                batches.append(
+                    FeatureBatch(
+                        [transaction_json(t) for t in request],
+                        values[start:end],
+                        unknown_customer[start:end],
+                        unknown_terminal[start:end],
+                    )
+                )
+                start = end
+        except BaseException:
+            if pending is not None:
+                pending.discard()
+            raise
+        return ServedRequests(batches, pending, self._apply)
+
+
+@dataclass
+class ServedRequests:
+    """Requests served their features in one pass, the pass's live update not yet written.
+
+    Exactly one of :meth:`apply` and :meth:`discard` ends it (both do nothing without live
+    updates). A caller may send the batches on first -- an answer must still not leave
+    before :meth:`apply` has returned (read-your-writes).
+    """
+
+    answers: list[FeatureBatch | ServingError]
+    pending: ServedPass | None = None
+    writer: Callable[[ServedPass], None] | None = None
+
+    def apply(self) -> None:
+        """Write and commit the pass's update; a :class:`ServingError` (503) if it fails."""
+        if self.pending is not None and self.writer is not None:
+            pending, self.pending = self.pending, None
+            self.writer(pending)
+
+    def discard(self) -> None:
+        """End the pass writing nothing."""
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
+            pending.discard()

@@ -175,11 +175,22 @@ class FraudTransformer(kserve.Model):
         self, payload: Validated, headers=None, response_headers=None
     ) -> UpstreamAnswer:
         """Look up (and, with live updates, apply) the transactions; send the rows to the
-        predictor (``--predictor_host``). Concurrent requests share one state pass."""
-        batch = await self.coalescer.features(payload.transactions)
+        predictor (``--predictor_host``). Concurrent requests share one state pass.
+
+        The rows go to the predictor while the pass writes its update; the answer waits
+        for both (read-your-writes), and a failed write fails the request (503).
+        """
+        batch, applied = await self.coalescer.served(payload.transactions)
         request = TransformedRequest(batch, payload.request_id, payload.started)
-        body = await self._post("predictor", self.predictor_host, "predict", request)
-        return UpstreamAnswer(request, body, explained=False)
+        upstream = asyncio.ensure_future(
+            self._post("predictor", self.predictor_host, "predict", request)
+        )
+        try:
+            await applied
+        except BaseException:
+            upstream.cancel()
+            raise
+        return UpstreamAnswer(request, await upstream, explained=False)
 
     async def explain(self, payload: Validated, headers=None) -> UpstreamAnswer:
         """Send the rows and their context to the explainer (``--explainer_host``).

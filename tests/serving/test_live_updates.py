@@ -8,6 +8,7 @@ tests run the real update path -- Feast writes, state engine, locks -- without H
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
@@ -348,3 +349,81 @@ def test_concurrent_requests_through_the_coalescer_each_get_their_own_rows(
         expected = offline.loc[[request[0]["transaction_id"]], list(FEATURE_NAMES)]
         assert batch.transactions[0]["transaction_id"] == request[0]["transaction_id"]
         assert_equal_vectors(batch.values, expected.to_numpy(np.float64), "through the coalescer")
+
+
+@pytest.mark.parametrize("in_loop", [False, True])
+def test_rows_are_served_before_the_update_is_written_and_the_answer_can_wait_for_it(
+    live: LiveWorld, in_loop: bool
+) -> None:
+    """The transformer sends the rows upstream while the pass writes (serving.coalesce)."""
+    from serving.coalesce import UpdateCoalescer
+
+    first, second = live.transaction(7, 8, 60, 11.0), live.transaction(7, 8, 60, 12.0)
+
+    async def serve_first() -> tuple[np.ndarray, bool]:
+        coalescer = UpdateCoalescer(live.lookup, in_loop=in_loop)
+        batch, applied = await coalescer.served(validate_transactions({"instances": [first]}, 256))
+        written_before_served = applied.done()
+        await applied
+        return batch.values, written_before_served
+
+    served, written_before_served = asyncio.run(serve_first())
+    assert not written_before_served
+    live.sent.append(first)
+    offline = live.offline()
+    expected = offline.loc[[first["transaction_id"]], list(FEATURE_NAMES)].to_numpy(np.float64)
+    assert_equal_vectors(served, expected, "served before the write")
+    after = live.score([second])  # sent once the first's answer could leave: it sees it
+    expected = live.offline().loc[[second["transaction_id"]], list(FEATURE_NAMES)]
+    assert_equal_vectors(after, expected.to_numpy(np.float64), "after the overlapped write")
+
+
+def test_a_write_that_fails_after_serving_is_a_503_and_applies_nothing(
+    live: LiveWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.coalesce import UpdateCoalescer
+    from serving.errors import OnlineStoreUnavailable
+
+    tx = live.transaction(8, 9, 60, 13.0)
+    validated = validate_transactions({"instances": [tx]}, 256)
+    rows = live.lookup._open_rows()
+
+    def store_fails(*args, **kwargs) -> None:  # the online store dies between read and write
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async def serve_while_the_store_fails() -> BaseException | None:
+        coalescer = UpdateCoalescer(live.lookup, in_loop=True)
+        _, applied = await coalescer.served(validated)
+        monkeypatch.setattr(rows, "write", store_fails)
+        try:
+            await applied
+        except OnlineStoreUnavailable as exc:
+            return exc
+        return None
+
+    error = asyncio.run(serve_while_the_store_fails())
+    monkeypatch.undo()
+    assert isinstance(error, OnlineStoreUnavailable) and error.status == 503
+    state = live.lookup._updater.state  # type: ignore[union-attr]
+    with state.session([8], [9]) as session:  # rolled back: not applied, lock released
+        assert session.applied([tx["transaction_id"]]) == set()
+    served = live.score([tx])  # the client's retry counts it, once
+    expected = live.offline().loc[[tx["transaction_id"]], list(FEATURE_NAMES)]
+    assert_equal_vectors(served, expected.to_numpy(np.float64), "the retry after a failed write")
+
+
+def test_sqlite_wal_checkpoints_run_in_a_thread_not_in_a_request(tmp_path: Path) -> None:
+    from features.sqlite_wal import BACKSTOP_PAGES
+
+    world = next(_world(tmp_path, "sqlite"))
+    world.score([world.transaction(1, 1, 60, 9.0)])
+    rows = world.lookup._open_rows()
+    feast = rows.store._get_provider().online_store._get_conn(rows.config)
+    state = world.lookup._updater.state  # type: ignore[union-attr]
+    for connection in (feast, state._connection()):
+        assert connection.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == BACKSTOP_PAGES
+    checkpointer = world.lookup._checkpointer
+    assert checkpointer is not None and checkpointer._thread is not None
+    assert {p.name for p in checkpointer.paths} == {"online_store.db", "live_state.db"}
+    world.lookup.close()
+    assert checkpointer._thread is None
