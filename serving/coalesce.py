@@ -61,8 +61,10 @@ class UpdateCoalescer:
     #: lets requests already read from their sockets reach the queue).
     GATHER_TURNS = 4
     #: Loop turns between serving a pass and writing its update, on the loop: enough for
-    #: each request to send its rows upstream, so the write overlaps the upstream's work.
-    SEND_TURNS = 4
+    #: the pass's requests to send their rows upstream (the handlers resume, the batcher
+    #: of serving.upstream flushes, aiohttp writes), so the write overlaps the upstream's
+    #: work. Turns with nothing to do cost microseconds.
+    SEND_TURNS = 6
 
     def __init__(
         self, lookup: OnlineFeatureLookup, max_transactions: int = 256, in_loop: bool = False

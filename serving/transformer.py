@@ -42,6 +42,7 @@ from serving.scoring import (
     request_id_from,
 )
 from serving.settings import ServingSettings, load_settings
+from serving.upstream import UpstreamBatcher
 
 logger = logging.getLogger("serving.transformer")
 
@@ -113,6 +114,8 @@ class FraudTransformer(kserve.Model):
         # The log is written by a thread of its own: the answer does not wait for the disk.
         self.writer = BackgroundLogWriter(settings.prediction_log_path())
         self._session: aiohttp.ClientSession | None = None
+        # Requests ready together (a state pass's) reach the predictor in one call.
+        self.batcher = UpstreamBatcher(self._predict_rows)
 
     def load(self) -> bool:
         """Open the online store (and warm it); readiness means requests can be served."""
@@ -171,20 +174,23 @@ class FraudTransformer(kserve.Model):
             raise upstream_error(f"{component} at {host}", status, str(message)[:500])
         return answer
 
+    async def _predict_rows(self, batch: FeatureBatch, request_id: str) -> dict[str, Any]:
+        request = TransformedRequest(batch, request_id, 0.0)
+        return await self._post("predictor", self.predictor_host, "predict", request)
+
     async def predict(
         self, payload: Validated, headers=None, response_headers=None
     ) -> UpstreamAnswer:
         """Look up (and, with live updates, apply) the transactions; send the rows to the
         predictor (``--predictor_host``). Concurrent requests share one state pass.
 
-        The rows go to the predictor while the pass writes its update; the answer waits
-        for both (read-your-writes), and a failed write fails the request (503).
+        The rows go to the predictor (in one call with the other requests of the pass,
+        :mod:`serving.upstream`) while the pass writes its update; the answer waits for
+        both (read-your-writes), and a failed write fails the request (503).
         """
         batch, applied = await self.coalescer.served(payload.transactions)
         request = TransformedRequest(batch, payload.request_id, payload.started)
-        upstream = asyncio.ensure_future(
-            self._post("predictor", self.predictor_host, "predict", request)
-        )
+        upstream = asyncio.ensure_future(self.batcher.send(batch, payload.request_id))
         try:
             await applied
         except BaseException:
