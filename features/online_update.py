@@ -206,6 +206,7 @@ class OnlineFeatureUpdater:
                 session.terminal_histories(terminal_ids),
                 session.applied(requests.transaction_id),
                 self.label_delay_days,
+                writes=apply,
             )
             customer_rows, customer_ts = self.rows.read(CUSTOMER_VIEW, customer_ids)
             terminal_rows, terminal_ts = self.rows.read(TERMINAL_VIEW, terminal_ids)
@@ -240,14 +241,21 @@ class _Batch:
         terminals: dict[int, EntityHistory],
         applied: set[int],
         label_delay_days: int,
+        writes: bool = True,
     ) -> None:
         self.customers, self.terminals = customers, terminals
         self.applied = applied
         self.delay = label_delay_days
+        #: False: nothing is written after the pass (an explanation), so the entities'
+        #: latest rows -- a full pass over each history -- are not computed.
+        self.writes = writes
         self.new: list[LiveTransaction] = []
-        #: each touched entity's latest row, for the online store
+        #: each touched entity's latest row, for the online store (when ``writes``)
         self.latest_c: dict[int, np.ndarray] = {}
         self.latest_t: dict[int, np.ndarray] = {}
+        #: entities a transaction of this pass moved: Feast's row is behind them now
+        self.touched_c: set[int] = set()
+        self.touched_t: set[int] = set()
         self.duplicates = self.late = 0
 
     def outcome(self) -> UpdateOutcome:
@@ -279,8 +287,8 @@ class _Batch:
         for i, (tx_id, customer, terminal, amount, t) in enumerate(columns):
             c_history, t_history = self.customers[customer], self.terminals[terminal]
             c_last, t_last = c_history.last_time_us(), t_history.last_time_us()
-            c_fits = _feast_row_fits(customer in self.latest_c, c_last, int(customer_ts[i]), t)
-            t_fits = _feast_row_fits(terminal in self.latest_t, t_last, int(terminal_ts[i]), t)
+            c_fits = _feast_row_fits(customer in self.touched_c, c_last, int(customer_ts[i]), t)
+            t_fits = _feast_row_fits(terminal in self.touched_t, t_last, int(terminal_ts[i]), t)
             for name, values in customer_velocity(c_history, t).items():
                 velocity[name][i] = values
             new = tx_id not in self.applied
@@ -292,19 +300,22 @@ class _Batch:
                 t_history.insert(tx)
                 self.applied.add(tx_id)
                 self.new.append(tx)
+                self.touched_c.add(customer)
+                self.touched_t.add(terminal)
             else:
                 self.duplicates += 1
-            if new or not c_fits:
+            latest = new and self.writes
+            if latest or not c_fits:
                 after = rows_of_customer(c_history)
                 if not c_fits:
                     customer_rows[i] = row_before(after, t)
-                if new:
+                if latest:
                     self.latest_c[customer] = after[1][-1]
-            if new or not t_fits:
+            if latest or not t_fits:
                 after = rows_of_terminal(t_history, self.delay)
                 if not t_fits:
                     terminal_rows[i] = row_before(after, t)
-                if new:
+                if latest:
                     self.latest_t[terminal] = after[1][-1]
 
 
