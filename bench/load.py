@@ -42,6 +42,8 @@ class RunResult:
     rate: float
     seconds: float
     latencies_s: list[float] = field(default_factory=list)
+    #: When each of ``latencies_s`` was scheduled, in seconds after the run's start.
+    sent_at_s: list[float] = field(default_factory=list)
     errors: int = 0
     timeouts: int = 0
     elapsed_s: float = 0.0
@@ -132,11 +134,12 @@ async def fixed_rate(
             return
         pool.give_back(connection)
         result.latencies_s.append(time.perf_counter() - scheduled)
+        result.sent_at_s.append(scheduled - start)
         result.errors += status != 200
 
+    start = time.perf_counter() + 0.05
     side = asyncio.ensure_future(during()) if during is not None else None
     tasks: list[asyncio.Task] = []
-    start = time.perf_counter() + 0.05
     deadline = start + MAX_SECONDS_PER_RUN
     i = 0
     while i < total or (side is not None and not side.done() and time.perf_counter() < deadline):
