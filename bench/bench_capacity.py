@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_serving import _closed_loop, _summary, _warm
-from bench.load import Body, CapacitySearch, RunResult, fixed_rate, run_fixed_rate
+from bench.load import Body, CapacitySearch, run_fixed_rate
 from bench.serving_servers import (
     MODEL,
     Servers,
@@ -43,6 +43,7 @@ from bench.serving_servers import (
     _free_port,
     _wait_for_compiled_trees,
 )
+from bench.swap_load import swap_under_load
 from serving.kserve_runtime import parse_server_args, serve, server_parser
 from serving.sandbox import register_bundle, synthetic_transactions, train_bundle
 from serving.settings import load_settings
@@ -56,8 +57,6 @@ TARGETS = {
 }
 PREDICT = f"/v1/models/{MODEL}:predict"
 EXPLAIN = f"/v1/models/{MODEL}:explain"
-SWAP_RATE = 100.0
-STEADY_SECONDS = 40.0
 
 
 # -- the no-op transformer --------------------------------------------------------------------
@@ -183,85 +182,6 @@ def capacities(ports: dict[str, int], body: Body, search: CapacitySearch) -> dic
             "steps": steps[name],
         }
         for name in ports
-    }
-
-
-async def _move_alias(command: list[str], env: dict[str, str]) -> float:
-    """Run a registry command (promote / rollback) as its own process; seconds it took."""
-    started = time.perf_counter()
-    process = await asyncio.create_subprocess_exec(
-        *command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        output, _ = await process.communicate()
-    except asyncio.CancelledError:
-        # The load ran out of time: the command must not outlive the temporary registry.
-        process.kill()
-        await process.wait()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)}: {output.decode()[-500:]}")
-    return time.perf_counter() - started
-
-
-async def _served_version(port: int) -> str:
-    """The model version the predictor on ``port`` serves (its ``fraud_model_info``)."""
-    import httpx
-
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
-    for line in text.splitlines():
-        if line.startswith("fraud_model_info{") and line.endswith(" 1.0"):
-            return line.split('model_version="', 1)[1].split('"', 1)[0]
-    return "none"
-
-
-async def _wait_for_version(ports: list[int], version: str, timeout_s: float = 120.0) -> float:
-    started = time.perf_counter()
-    while True:
-        served = {await _served_version(port) for port in ports}
-        if served == {version}:
-            return time.perf_counter() - started
-        if time.perf_counter() - started > timeout_s:
-            raise RuntimeError(f"servers still serve {served}, not version {version}")
-        await asyncio.sleep(0.25)
-
-
-def swap_under_load(
-    transformer_port: int,
-    model_ports: list[int],
-    body: Body,
-    env: dict[str, str],
-    tracking_uri: str,
-    new_version: str,
-) -> dict[str, Any]:
-    """Steady-state p99 at ``SWAP_RATE``, then p99 while promoting and rolling back."""
-    steady = run_fixed_rate(transformer_port, PREDICT, body, SWAP_RATE, STEADY_SECONDS)
-    timeline: dict[str, float] = {}
-    uri = ["--tracking-uri", tracking_uri]
-
-    async def promote_and_roll_back() -> None:
-        await asyncio.sleep(2.0)
-        timeline["promote_s"] = await _move_alias(
-            [sys.executable, "-m", "training.promote", "--version", new_version, *uri], env
-        )
-        timeline["new_served_after_s"] = await _wait_for_version(model_ports, new_version)
-        await asyncio.sleep(2.0)
-        timeline["rollback_s"] = await _move_alias(
-            [sys.executable, "-m", "training.rollback", *uri], env
-        )
-        timeline["old_served_after_s"] = await _wait_for_version(model_ports, "1")
-        await asyncio.sleep(2.0)
-
-    swap: RunResult = asyncio.run(
-        fixed_rate(
-            transformer_port, PREDICT, body, SWAP_RATE, STEADY_SECONDS, during=promote_and_roll_back
-        )
-    )
-    return {
-        "steady": steady.summary(),
-        "swap": swap.summary(),
-        "timeline_s": {k: round(v, 2) for k, v in timeline.items()},
     }
 
 
@@ -448,6 +368,7 @@ def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
                 model_env,
                 world["tracking_uri"],
                 challenger,
+                PREDICT,
             )
         finally:
             servers.stop()

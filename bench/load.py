@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -42,6 +43,8 @@ class RunResult:
     rate: float
     seconds: float
     latencies_s: list[float] = field(default_factory=list)
+    #: When each of ``latencies_s`` was scheduled, in seconds after the run's start.
+    sent_at_s: list[float] = field(default_factory=list)
     errors: int = 0
     timeouts: int = 0
     elapsed_s: float = 0.0
@@ -117,6 +120,42 @@ async def fixed_rate(
     total = min(int(rate * seconds), MAX_REQUESTS_PER_RUN)
     result = RunResult(rate, seconds)
     pool = _Pool(port)
+    with _no_collections():
+        await _send(pool, path, body, rate, total, timeout_s, during, result)
+    pool.close()
+    return result
+
+
+@contextlib.contextmanager
+def _no_collections() -> Iterator[None]:
+    """No garbage collection in this process while it keeps the schedule.
+
+    The driver has imported the training stack (~300 000 objects): one full collection
+    takes ~160 ms here, more on a busy machine, and during a run it stalls the sending
+    loop -- counted as the servers' latency (a lone 300-344 ms request near the end of
+    swap windows). A run is bounded (MAX_REQUESTS_PER_RUN): its garbage waits until it ends.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
+async def _send(
+    pool: _Pool,
+    path: str,
+    body: Body,
+    rate: float,
+    total: int,
+    timeout_s: float,
+    during: Callable[[], asyncio.Future] | None,
+    result: RunResult,
+) -> None:
+    """The schedule of :func:`fixed_rate`: ``total`` requests at ``rate``/s (and ``during``)."""
 
     async def one(scheduled: float, payload: bytes) -> None:
         connection = pool.take()
@@ -132,11 +171,12 @@ async def fixed_rate(
             return
         pool.give_back(connection)
         result.latencies_s.append(time.perf_counter() - scheduled)
+        result.sent_at_s.append(scheduled - start)
         result.errors += status != 200
 
+    start = time.perf_counter() + 0.05
     side = asyncio.ensure_future(during()) if during is not None else None
     tasks: list[asyncio.Task] = []
-    start = time.perf_counter() + 0.05
     deadline = start + MAX_SECONDS_PER_RUN
     i = 0
     while i < total or (side is not None and not side.done() and time.perf_counter() < deadline):
@@ -154,8 +194,6 @@ async def fixed_rate(
             side.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await side
-    pool.close()
-    return result
 
 
 def run_fixed_rate(port: int, path: str, body: Body, rate: float, seconds: float) -> RunResult:

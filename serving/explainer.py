@@ -6,7 +6,8 @@ the transformer built, so the contributions are computed on exactly the features
 were scored. Each explanation carries ``fraud_probability``, ``base_value`` (log-odds),
 the per-feature ``contributions`` (they sum with ``base_value`` to ``margin``) and the top
 ``reasons`` as ``{feature, value, contribution, text}``; positive raises the risk. Every
-explanation is appended to the audit log (``FRAUD_AUDIT_LOG_DIR``).
+explanation is appended to the audit log (``FRAUD_AUDIT_LOG_DIR``) by a thread of its own,
+moments after the answer (the record, its time included, is made before the answer leaves).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from serving.explain import AuditRecord, contributions, top_reasons
 from serving.feature_rows import parse_feature_rows
 from serving.kserve_runtime import run_model_server
 from serving.model_source import ModelHolder
-from serving.prediction_log import PredictionLogWriter
+from serving.prediction_log import BackgroundLogWriter
 from serving.predictor import HeldModel, require_json_content
 from serving.scoring import request_id_from
 from serving.settings import ServingSettings
@@ -31,7 +32,9 @@ class FraudExplainer(HeldModel):
     """A ``kserve.Model`` answering ``:explain`` with TreeSHAP reason codes."""
 
     def __init__(self, name: str, holder: ModelHolder, settings: ServingSettings) -> None:
-        self.audit = PredictionLogWriter(settings.audit_log_path(), prefix="audit")
+        # Serialising the records and four file system calls per request are not the
+        # answer's business: the writer's thread appends them, many requests at a time.
+        self.audit = BackgroundLogWriter(settings.audit_log_path(), prefix="audit")
         super().__init__(name, holder, settings)
 
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> Any:

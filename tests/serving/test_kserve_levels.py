@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -280,19 +281,32 @@ def test_reasons_name_their_feature_and_direction(stack: Stack, world: World) ->
         assert f"{r['value']:.1f}× this customer's 30-day average" in r["text"]
 
 
-def test_every_explanation_is_audited(stack: Stack, world: World) -> None:
+def _audit_records(folder: Path, request_id: str, timeout_s: float = 30.0) -> list[dict]:
+    """The audit records of ``request_id``, once there: the explainer writes them from a
+    thread, moments after it answers (poll, bounded)."""
     import json
 
-    stack.transformer.explain(
+    deadline = time.monotonic() + timeout_s
+    while True:
+        records = [
+            json.loads(line)
+            for path in sorted(folder.glob("audit-*.jsonl"))
+            for line in path.read_text().splitlines()
+        ]
+        mine = [r for r in records if r["request_id"] == request_id]
+        if mine or time.monotonic() > deadline:
+            return mine
+        time.sleep(0.05)
+
+
+def test_every_explanation_is_audited(stack: Stack, world: World) -> None:
+    answer = stack.transformer.explain(
         {"instances": [world.transaction(transaction_id=4242)]},
         headers={"x-request-id": "audit-me"},
     )
-    records = [
-        json.loads(line)
-        for path in sorted((world.root / "audit").glob("audit-*.jsonl"))
-        for line in path.read_text().splitlines()
-    ]
-    mine = [r for r in records if r["request_id"] == "audit-me"]
+    assert answer.status_code == 200, answer.text
+    explanation = answer.json()["explanations"][0]
+    mine = _audit_records(world.root / "audit", "audit-me")
     assert len(mine) == 1
     record = mine[0]
     assert record["transaction_id"] == 4242 and record["model_version"] == "1"
@@ -301,6 +315,20 @@ def test_every_explanation_is_audited(stack: Stack, world: World) -> None:
         and record["reasons"]
         and record["explained_at"]
     )
+    # The record says what the answer said, by the same model.
+    assert record["decision"] == explanation["decision"]
+    assert record["fraud_probability"] == explanation["fraud_probability"]
+    assert record["reasons"] == explanation["reasons"]
+    assert set(record) == {
+        "request_id",
+        "model_version",
+        "decision",
+        "fraud_probability",
+        "base_value",
+        "reasons",
+        "transaction_id",
+        "explained_at",
+    }
 
 
 def test_explain_without_explainer_is_a_clear_error(stack: Stack, world: World) -> None:

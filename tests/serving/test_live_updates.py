@@ -328,6 +328,22 @@ def test_an_explanation_reads_the_state_without_moving_it(live: LiveWorld) -> No
     assert_equal_vectors(served, expected.to_numpy(np.float64), "after an explanation")
 
 
+def test_an_explained_batch_sees_its_own_earlier_transactions(live: LiveWorld) -> None:
+    # Nothing is written after an explanation, so the pass skips the entities' latest rows:
+    # the second payment of the same customer and terminal must still see the first.
+    first = live.transaction(7, 8, 90, 30.0)
+    second = live.transaction(7, 8, 45, 31.0)
+    third = live.transaction(9, 8, 20, 32.0)
+    batch = validate_transactions({"instances": [first, second, third]}, 256)
+    explained = live.lookup.features(batch, False)
+    scored = live.score([first, second, third])
+    assert_equal_vectors(explained.values, scored, "explained batch vs scored batch")
+    expected = live.offline().loc[[t["transaction_id"] for t in (first, second, third)]]
+    assert_equal_vectors(
+        explained.values, expected[list(FEATURE_NAMES)].to_numpy(np.float64), "vs offline"
+    )
+
+
 @pytest.mark.parametrize("in_loop", [False, True])
 def test_concurrent_requests_through_the_coalescer_each_get_their_own_rows(
     live: LiveWorld, in_loop: bool

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +12,7 @@ import pytest
 
 from serving.compiled_forest import compiled_walk
 from serving.model_worker import (
+    WORKER_NICENESS,
     PreparedModel,
     RegistrySource,
     WorkerFailed,
@@ -66,3 +70,16 @@ def test_a_walk_damaged_on_the_way_is_refused_and_the_booster_scores(
 def test_a_worker_failure_says_what_went_wrong(registry: str) -> None:
     with pytest.raises(WorkerFailed, match="no-such-alias"):
         prepare_in_worker(RegistrySource("fraud-detector", "no-such-alias", registry, True))
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+def test_the_worker_runs_at_idle_cpu_priority() -> None:
+    # In a child: the policy cannot be raised back without privileges.
+    probe = (
+        "import os; from serving.model_worker import lowest_cpu_priority; "
+        "print(lowest_cpu_priority(), os.sched_getscheduler(0) == os.SCHED_IDLE, os.nice(0))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    policy, idle, niceness = done.stdout.split()
+    assert (policy, idle) == ("idle", "True")
+    assert int(niceness) == WORKER_NICENESS
