@@ -237,18 +237,6 @@ class OnlineFeatureUpdater:
             self.rows, opened, session, batch, stored, (customer_rows, terminal_rows), velocity
         )
 
-    def serve_and_apply(
-        self, requests: LiveRequests, apply: bool = True
-    ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray], UpdateOutcome]:
-        """``(customer_rows, terminal_rows, velocity, outcome)`` for ``requests``, row for
-        row (rows in CUSTOMER_FEATURES / TERMINAL_FEATURES order, NaN rows for unknown
-        entities); then the online store includes them -- unless ``apply`` is False (an
-        explanation: the same rows served, nothing written, the outcome counts nothing)."""
-        served = self.serve(requests)
-        outcome = served.apply() if apply else served.discard()
-        customer_rows, terminal_rows = served.rows
-        return customer_rows, terminal_rows, served.velocity, outcome
-
 
 class _Discarded(Exception):
     """Ends a session without its writes (an explanation's pass)."""
@@ -283,11 +271,10 @@ class ServedPass:
         batch = self._batch
         try:
             if batch.new:
-                for view, latest, stored in (
-                    (CUSTOMER_VIEW, batch.latest_customer_rows(), self._stored[0]),
-                    (TERMINAL_VIEW, batch.latest_terminal_rows(), self._stored[1]),
+                for view, latest, histories, stored in (
+                    (CUSTOMER_VIEW, batch.latest_customer_rows(), batch.customers, self._stored[0]),
+                    (TERMINAL_VIEW, batch.latest_terminal_rows(), batch.terminals, self._stored[1]),
                 ):
-                    histories = batch.customers if view == CUSTOMER_VIEW else batch.terminals
                     stamps = [_row_stamp(histories[i], stored.get(i, -1)) for i in latest]
                     self._online.write(view, list(latest), list(latest.values()), stamps)
                 self._session.append(batch.new)

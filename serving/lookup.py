@@ -324,17 +324,6 @@ class OnlineFeatureLookup:
                 answers.append(exc)
         return ServedRequests(answers)
 
-    def features_of_many(
-        self, requests: list[list[BaseModel]]
-    ) -> list[FeatureBatch | ServingError]:
-        """:meth:`serve_many`, applied: each request's batch, or the error that is its answer."""
-        served = self.serve_many(requests)
-        try:
-            served.apply()
-        except ServingError as exc:
-            return [exc] * len(requests)
-        return served.answers
-
     def _served(self, requests: list[list[BaseModel]]) -> ServedRequests:
         """The feature batches of ``requests``, looked up as one batch, the update pending."""
         transactions = [t for request in requests for t in request]

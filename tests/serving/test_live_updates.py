@@ -269,11 +269,13 @@ def test_the_server_clock_refuses_a_future_date_with_live_updates_on_or_off(
 
 
 def _send_together(live: LiveWorld, requests: list[list[dict]]) -> list:
-    """Requests in one pass (:meth:`OnlineFeatureLookup.features_of_many`), as the
+    """Requests in one pass (:meth:`OnlineFeatureLookup.serve_many`, then applied), as the
     transformer's coalescer sends concurrent ones; the answers, recorded as sent."""
-    answers = live.lookup.features_of_many(
+    served = live.lookup.serve_many(
         [validate_transactions({"instances": r}, 256) for r in requests]
     )
+    served.apply()
+    answers = served.answers
     for request, answer in zip(requests, answers, strict=True):
         if not isinstance(answer, Exception):
             for tx in request:
