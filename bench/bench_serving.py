@@ -43,6 +43,7 @@ from bench.serving_servers import (
     _feature_body,
     _free_port,
     _wait_for_compiled_trees,
+    placed,
     serve_noop,
 )
 
@@ -153,22 +154,10 @@ def _separate_cores(server_pids: list[int]):
     another not -- a difference of tens of percent at concurrency 1 that has nothing to do
     with the servers. Yields whether the placement was made (it needs 2+ CPUs, Linux).
     """
-    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cpus) < 2:
-        yield False
-        return
-    threads = [int(t) for pid in server_pids for t in os.listdir(f"/proc/{pid}/task")]
-    for tid in threads:
-        os.sched_setaffinity(tid, {cpus[-1]})
-    os.sched_setaffinity(0, set(cpus[:-1]))
-    try:
-        yield True
-    finally:
-        os.sched_setaffinity(0, set(cpus))
-        for tid in threads:
-            # A worker thread may have ended meanwhile; the living get every CPU back.
-            with contextlib.suppress(ProcessLookupError):
-                os.sched_setaffinity(tid, set(cpus))
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    placement = {pid: {cpus[-1]} for pid in server_pids} | {0: set(cpus[:-1]) or {cpus[0]}}
+    with placed(placement) as pinned:
+        yield pinned
 
 
 async def _open_loop(

@@ -10,7 +10,9 @@ transactions, Feast repo, registered model and naive pickle; :func:`_cold_start`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import pickle
 import socket
 import statistics
@@ -81,6 +83,30 @@ class Servers:
     def stop(self) -> None:
         terminate([p.pid for p in self.processes])
         self.processes.clear()
+
+
+@contextlib.contextmanager
+def placed(placement: dict[int, set[int]]):
+    """Every thread of each process (pid -> CPUs; 0 is this thread) on its CPUs meanwhile;
+    every CPU back afterwards. Yields whether the placement was made (Linux, 2+ CPUs)."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cpus) < 2:
+        yield False
+        return
+    threads = {
+        tid: wanted
+        for pid, wanted in placement.items()
+        for tid in ([0] if pid == 0 else [int(t) for t in os.listdir(f"/proc/{pid}/task")])
+    }
+    for tid, wanted in threads.items():
+        os.sched_setaffinity(tid, wanted)
+    try:
+        yield True
+    finally:
+        for tid in threads:
+            # A worker thread may have ended meanwhile; the living get every CPU back.
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, set(cpus))
 
 
 def _free_port() -> int:

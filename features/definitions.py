@@ -129,6 +129,8 @@ def _after(first: float, values: np.ndarray) -> np.ndarray:
 
 
 def _group_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    if len(starts) == len(values):  # one value per group (distinct instants): the values
+        return values
     # reduceat rejects an empty index list; an empty history simply has no rows.
     return np.add.reduceat(values, starts) if len(starts) else np.zeros(0)
 
@@ -138,10 +140,16 @@ class _EntityTimeline:
 
     A window sum for every row is a difference of running sums at two positions, each found
     by binary search on a composite (entity, time-rank) key: a few vectorised numpy passes.
+    For one entity (the live path's histories) the key is the time itself, and the search
+    the same one with fewer steps.
     """
 
     def __init__(self, entity: np.ndarray, time_ns: np.ndarray, values: dict[str, np.ndarray]):
-        order = np.lexsort((time_ns, entity))
+        # One entity (the live path's histories): a stable sort by time is the same order.
+        self._single = len(entity) > 0 and bool((entity == entity[0]).all())
+        order = (
+            np.argsort(time_ns, kind="stable") if self._single else np.lexsort((time_ns, entity))
+        )
         entity, time_ns = entity[order], time_ns[order]
         # Transactions of one entity at the same instant form one row: none sees the other.
         starts = np.flatnonzero(
@@ -153,6 +161,9 @@ class _EntityTimeline:
             name: _after(0.0, np.cumsum(_group_sums(v[order].astype(np.float64), starts)))
             for name, v in values.items()
         }
+        self._positions: dict[int, np.ndarray] = {}
+        if self._single:  # rows are the entity's distinct instants: search the times alone
+            return
         # Times are replaced by their rank among all row times, so entity * stride + rank
         # fits in int64 for any data size (raw nanoseconds times an entity id would not).
         code = np.cumsum(_after(False, self.entity[1:] != self.entity[:-1]), dtype=np.int64)
@@ -161,12 +172,16 @@ class _EntityTimeline:
         self._stride = np.int64(len(self._times) + 1)
         self._entity_base = code * self._stride
         self._key = self._entity_base + np.searchsorted(self._times, self.time_ns) + 1
-        self._positions: dict[int, np.ndarray] = {}
 
     def _rows_up_to(self, offset_ns: int) -> np.ndarray:
         """Per row at ``s``: index just past the entity's last row with time <= s - offset."""
         if offset_ns == 0:  # rows are unique per entity and instant: the row itself
-            return np.arange(1, len(self._key) + 1)
+            return np.arange(1, len(self.time_ns) + 1)
+        if offset_ns not in self._positions and self._single:
+            # The composite search below, for one entity: rows with time <= s - offset.
+            self._positions[offset_ns] = np.searchsorted(
+                self.time_ns, self.time_ns - offset_ns, side="right"
+            )
         if offset_ns not in self._positions:
             times_le = np.searchsorted(self._times, self.time_ns - offset_ns, side="right")
             # The queries ascend like the keys (entity-major, then time): a cache-friendly search.
@@ -211,10 +226,10 @@ def _terminal_columns(timeline: _EntityTimeline, delay: int) -> dict[str, np.nda
     columns: dict[str, np.ndarray] = {}
     for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
         columns[count_name] = timeline.window_sum("n", 0, w).astype(np.int64)
-    for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
-        labelled = timeline.window_sum("n", delay, w)
-        frauds = timeline.window_sum("fraud", delay, w)
-        with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for w, risk_name in zip(WINDOWS_DAYS, TERMINAL_RISK):
+            labelled = timeline.window_sum("n", delay, w)
+            frauds = timeline.window_sum("fraud", delay, w)
             # No labelled transaction in the window: the risk is unknown, not zero.
             columns[risk_name] = np.where(labelled > 0, frauds / labelled, np.nan)
     return columns
@@ -273,7 +288,10 @@ def _rows_after(time_us, values, columns, names) -> tuple[np.ndarray, np.ndarray
         {"n": np.ones(len(time_us)), **values},
     )
     found = columns(timeline)
-    return timeline.time_ns // 1000, np.column_stack([found[n].astype(np.float64) for n in names])
+    rows = np.empty((len(timeline.time_ns), len(names)))
+    for j, name in enumerate(names):
+        rows[:, j] = found[name]  # counts are exact in float64
+    return timeline.time_ns // 1000, rows
 
 
 def customer_rows_after(time_us: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -301,6 +319,26 @@ def terminal_rows_after(
     return _rows_after(time_us, values, columns, TERMINAL_FEATURES)
 
 
+def _one_customer_velocity(
+    history_time_ns: np.ndarray, history_amount: np.ndarray, time_ns: np.ndarray
+) -> dict[str, np.ndarray]:
+    """:func:`velocity_features` when the history and the requests are one customer's (the
+    live path): the same running sums and bounds, searched on the times alone."""
+    order = np.argsort(history_time_ns, kind="stable")  # lexsort's order for one entity
+    h_time = history_time_ns[order]
+    amount_sum = _after(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
+    time_ns = np.asarray(time_ns, np.int64)
+    end = np.searchsorted(h_time, time_ns, "left")
+    columns: dict[str, np.ndarray] = {}
+    for (_, length), count_name, amount_name in zip(
+        VELOCITY_WINDOWS, VELOCITY_TX_COUNT, VELOCITY_AMOUNT
+    ):
+        start = np.searchsorted(h_time, time_ns - length.value, "left")
+        columns[count_name] = (end - start).astype(np.float64)
+        columns[amount_name] = amount_sum[end] - amount_sum[start]
+    return columns
+
+
 def velocity_features(
     history_entity: np.ndarray,
     history_time_ns: np.ndarray,
@@ -317,6 +355,10 @@ def velocity_features(
     request. Vectorised: a binary search per bound on (customer, time rank) keys.
     """
     history_time_ns = np.asarray(history_time_ns, np.int64)
+    entity = np.asarray(entity, np.int64)
+    history_entity = np.asarray(history_entity, np.int64)
+    if len(entity) and (entity == entity[0]).all() and (history_entity == entity[0]).all():
+        return _one_customer_velocity(history_time_ns, history_amount, time_ns)
     order = np.lexsort((history_time_ns, history_entity))
     h_entity, h_time = np.asarray(history_entity, np.int64)[order], history_time_ns[order]
     amount_sum = _after(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
@@ -324,7 +366,6 @@ def velocity_features(
     times = np.unique(h_time)
     stride = np.int64(len(times) + 1)
     keys = np.searchsorted(entities, h_entity) * stride + np.searchsorted(times, h_time)
-    entity = np.asarray(entity, np.int64)
     code = np.minimum(np.searchsorted(entities, entity), max(len(entities) - 1, 0))
     known = (entities[code] == entity) if len(entities) else np.zeros(len(entity), bool)
 

@@ -92,6 +92,9 @@ class OnlineRows:
         self.store = store
         self.config = store.config
         self.provider = store._get_provider()
+        #: How finely the store keeps a row's event timestamp, in µs: Feast's SQLite store
+        #: keeps whole seconds (an integer epoch column), Redis a protobuf Timestamp (ns).
+        self.stamp_precision_us = 1_000_000 if self.config.online_store.type == "sqlite" else 1
         service = store.get_feature_service(FEATURE_SERVICE)
         found = {
             p.name: (store.get_feature_view(p.name), [f.name for f in p.features])

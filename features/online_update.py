@@ -6,10 +6,12 @@ For a batch of validated transactions, under the state's lock for their entities
    transaction the state has seen): too far ahead, or older than the state's horizon,
    is an :class:`EventTimeRejected` naming the field, the value and the tolerance;
 2. each transaction gets the row the offline definition gives it -- the entity's latest
-   row with ``event_timestamp <= tx_datetime``. In order (the common case) that is the row
-   Feast's online store holds; for a duplicate ``transaction_id``, a transaction at or
-   before the entity's newest one (late, or at the same instant) or a second one of the
-   entity in the batch, it is computed from the entity's retained transactions;
+   row with ``event_timestamp <= tx_datetime``. In order, on a store that keeps the row's
+   stamp to the microsecond (Redis), that is the row Feast's online store holds; otherwise
+   (Feast's SQLite store keeps whole seconds; a duplicate ``transaction_id``; a
+   transaction at or before the entity's newest one; a second one of the entity in the
+   batch) it is computed from the entity's retained transactions, once per entity and pass
+   -- the rows the update writes come from the same computation;
 3. new transactions join their entities' histories; each touched entity's latest row is
    recomputed with ``features.definitions`` and written to the feature views through the
    Feast provider's ``online_write_batch`` (:mod:`features.online_rows`);
@@ -197,6 +199,26 @@ class OnlineFeatureUpdater:
     def _now_us(self) -> int:
         return stamp_us(self.clock())
 
+    def _stored_rows(
+        self, view: str, histories: dict[int, EntityHistory], ids: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Feast's rows and stamps for ``ids`` (:meth:`OnlineRows.read`), where one can be
+        served: a store keeping stamps to the µs (Redis) is read for every entity. Feast's
+        SQLite store keeps whole seconds, which cannot tell the row after an entity's newest
+        transaction from one after an earlier transaction of that second: there only the
+        entities the state retains nothing of are read, the others' rows are computed from
+        their histories (a row not read: NaN values, stamp -1)."""
+        if self.rows.stamp_precision_us == 1:
+            return self.rows.read(view, ids)
+        wanted = [i for i, entity in enumerate(ids) if not histories[entity].time_us]
+        values, stamps = self.rows.read(view, [ids[i] for i in wanted])
+        if len(wanted) == len(ids):
+            return values, stamps
+        all_values = np.full((len(ids), values.shape[1]), np.nan)
+        all_stamps = np.full(len(ids), -1, np.int64)
+        all_values[wanted], all_stamps[wanted] = values, stamps
+        return all_values, all_stamps
+
     def serve(self, requests: LiveRequests) -> ServedPass:
         """Each transaction's rows and velocity, the state's session left open for
         :meth:`ServedPass.apply` (or :meth:`ServedPass.discard`).
@@ -217,8 +239,12 @@ class OnlineFeatureUpdater:
                 session.applied(requests.transaction_id),
                 self.label_delay_days,
             )
-            customer_rows, customer_ts = self.rows.read(CUSTOMER_VIEW, customer_ids)
-            terminal_rows, terminal_ts = self.rows.read(TERMINAL_VIEW, terminal_ids)
+            customer_rows, customer_ts = self._stored_rows(
+                CUSTOMER_VIEW, batch.customers, customer_ids
+            )
+            terminal_rows, terminal_ts = self._stored_rows(
+                TERMINAL_VIEW, batch.terminals, terminal_ids
+            )
             velocity = {name: np.zeros(len(times_us)) for name in VELOCITY_FEATURES}
             batch.serve(
                 requests,
@@ -305,6 +331,10 @@ class _Batch:
         self.applied = applied
         self.delay = label_delay_days
         self.new: list[LiveTransaction] = []
+        # Each entity's rows, computed at most once per version of its history: the rows a
+        # transaction is served from are also the ones the entity's latest row comes from.
+        self._customer_rows: dict[int, RowsAfter] = {}
+        self._terminal_rows: dict[int, RowsAfter] = {}
         #: entities a new transaction of the batch moved, in first-touch order
         self.touched_c: dict[int, None] = {}
         self.touched_t: dict[int, None] = {}
@@ -314,13 +344,25 @@ class _Batch:
         """What the pass did to the state."""
         return UpdateOutcome(len(self.new), self.duplicates, self.late)
 
+    def customer_rows(self, customer: int) -> RowsAfter:
+        """The customer's rows after each instant of its history as it now stands."""
+        if customer not in self._customer_rows:
+            self._customer_rows[customer] = rows_of_customer(self.customers[customer])
+        return self._customer_rows[customer]
+
+    def terminal_rows(self, terminal: int) -> RowsAfter:
+        """The terminal's rows after each instant of its history (labels known)."""
+        if terminal not in self._terminal_rows:
+            self._terminal_rows[terminal] = rows_of_terminal(self.terminals[terminal], self.delay)
+        return self._terminal_rows[terminal]
+
     def latest_customer_rows(self) -> dict[int, np.ndarray]:
         """Each moved customer's row after its newest transaction, for the online store."""
-        return {c: rows_of_customer(self.customers[c])[1][-1] for c in self.touched_c}
+        return {c: self.customer_rows(c)[1][-1] for c in self.touched_c}
 
     def latest_terminal_rows(self) -> dict[int, np.ndarray]:
         """Each moved terminal's row after its newest transaction (labels known)."""
-        return {t: rows_of_terminal(self.terminals[t], self.delay)[1][-1] for t in self.touched_t}
+        return {t: self.terminal_rows(t)[1][-1] for t in self.touched_t}
 
     def serve(
         self,
@@ -358,29 +400,34 @@ class _Batch:
                 tx = LiveTransaction(tx_id, t, customer, terminal, amount)
                 c_history.insert(tx)
                 t_history.insert(tx)
+                self._customer_rows.pop(customer, None)  # their histories moved on
+                self._terminal_rows.pop(terminal, None)
                 self.applied.add(tx_id)
                 self.new.append(tx)
                 self.touched_c[customer] = self.touched_t[terminal] = None
             else:
                 self.duplicates += 1
             if not c_fits:
-                customer_rows[i] = row_before(rows_of_customer(c_history), t)
+                customer_rows[i] = row_before(self.customer_rows(customer), t)
             if not t_fits:
-                terminal_rows[i] = row_before(rows_of_terminal(t_history, self.delay), t)
+                terminal_rows[i] = row_before(self.terminal_rows(terminal), t)
 
 
 def _feast_row_fits(touched: bool, last_us: int | None, row_us: int, time_us: int) -> bool:
-    """Whether the row Feast holds is the one a transaction at ``time_us`` must see.
+    """Whether the row Feast holds is the one a transaction at ``time_us`` must see: the
+    row after the entity's newest retained transaction, and after nothing later.
 
-    It is when it already includes the entity's newest transaction (its stamp is past it --
-    a store materialised short of the state, or restored from elsewhere, is not) and the
-    transaction comes after that one; an entity touched earlier in the batch has moved on.
+    A row is stamped 1 µs after its last transaction, so it fits when its stamp is past the
+    entity's newest transaction (a store materialised short of the state, or restored from
+    elsewhere, is not) and at most the transaction's instant (a retry after a crash between
+    the row's write and the state's commit finds a row that already holds the transaction).
+    An entity touched earlier in the batch has moved on. A row not read has no stamp (-1).
     """
     if touched:
         return False
     if last_us is None:  # nothing retained: Feast's row (or none) is all there is
         return True
-    return row_us > last_us and time_us > last_us
+    return last_us < row_us <= time_us
 
 
 def _row_stamp(history: EntityHistory, stored_us: int) -> int:

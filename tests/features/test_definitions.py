@@ -327,3 +327,43 @@ def test_velocity_counts_a_burst_up_to_but_not_including_the_transaction() -> No
     # The payment two hours later sees none of the burst in its last hour (request time).
     assert result.iloc[-1]["customer_tx_count_1h"] == 0.0
     assert result.iloc[-1]["customer_tx_count_1d"] == 6.0  # the row of the last burst payment
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_one_entity_shortcut_equals_the_many_entity_search_bit_for_bit(seed: int) -> None:
+    """The live path's histories are one entity's: its timeline and velocity search the
+    times alone. The same entity among others (the batch path's composite search) gives
+    identical floats -- placed first, so its running sums start from the same zero."""
+    from features.definitions import _customer_columns, _EntityTimeline, _terminal_columns
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    # Whole-minute instants over 40 days: ties (one row per instant) and window edges occur.
+    time_ns = rng.integers(0, 40 * 1440, n).astype(np.int64) * 60 * 10**9
+    amount, fraud = rng.gamma(2.0, 40.0, n), (rng.random(n) < 0.2).astype(np.float64)
+    other = rng.integers(0, 40 * 1440, 30).astype(np.int64) * 60 * 10**9
+    values = {"n": np.ones(n), "amount": amount, "fraud": fraud}
+    alone = _EntityTimeline(np.zeros(n, np.int64), time_ns, values)
+    mixed = _EntityTimeline(
+        np.r_[np.full(n, 7), np.full(30, 9)].astype(np.int64),
+        np.r_[time_ns, other],
+        {k: np.r_[v, np.ones(30) if k == "n" else rng.random(30)] for k, v in values.items()},
+    )
+    mine = mixed.entity == 7
+    for one_entity, many in (
+        (_customer_columns(alone), _customer_columns(mixed)),
+        (_terminal_columns(alone, 7), _terminal_columns(mixed, 7)),
+    ):
+        for name, column in one_entity.items():
+            np.testing.assert_array_equal(column, many[name][mine], err_msg=name)
+    queries = np.sort(rng.integers(0, 41 * 1440, 20)).astype(np.int64) * 60 * 10**9
+    one = velocity_features(np.zeros(n), time_ns, amount, np.zeros(20), queries)
+    many = velocity_features(
+        np.r_[np.full(n, 7), np.full(30, 9)],
+        np.r_[time_ns, other],
+        np.r_[amount, rng.gamma(2.0, 40.0, 30)],
+        np.full(20, 7),
+        queries,
+    )
+    for name, column in one.items():
+        np.testing.assert_array_equal(column, many[name], err_msg=name)

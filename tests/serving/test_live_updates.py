@@ -23,9 +23,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from data.schema import TRANSACTION_COLUMNS, TRANSACTION_ID, TX_DATETIME
-from features.definitions import FEATURE_NAMES, build_training_set, compute_entity_features
+from features.definitions import (
+    CUSTOMER_VIEW,
+    FEATURE_NAMES,
+    build_training_set,
+    compute_entity_features,
+)
+from features.online_rows import stamp_us
 from fraudops.config import FeaturizeParams
-from serving.errors import InvalidRequest
+from serving.errors import InvalidRequest, OnlineStoreUnavailable
 from serving.lookup import OnlineFeatureLookup
 from serving.sandbox import build_feature_repo, synthetic_transactions
 from serving.schema import validate_transactions
@@ -400,7 +406,6 @@ def test_a_write_that_fails_after_serving_is_a_503_and_applies_nothing(
     live: LiveWorld, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from serving.coalesce import UpdateCoalescer
-    from serving.errors import OnlineStoreUnavailable
 
     tx = live.transaction(8, 9, 60, 13.0)
     validated = validate_transactions({"instances": [tx]}, 256)
@@ -428,6 +433,52 @@ def test_a_write_that_fails_after_serving_is_a_503_and_applies_nothing(
     served = live.score([tx])  # the client's retry counts it, once
     expected = live.offline().loc[[tx["transaction_id"]], list(FEATURE_NAMES)]
     assert_equal_vectors(served, expected.to_numpy(np.float64), "the retry after a failed write")
+
+
+def test_a_retry_after_a_crash_between_the_rows_and_the_state_is_served_exactly(
+    live: LiveWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass writes Feast's rows, then dies before the state commits: Feast now holds
+    rows that already include the transaction. Its retry must still be served the rows
+    before it (not Feast's), and count once."""
+    first = live.transaction(9, 8, 60, 11.0)
+    live.score([first])
+    tx = live.transaction(9, 8, 3_600, 17.0)
+    state = live.lookup._updater.state  # type: ignore[union-attr]
+    opened = state.session
+
+    def crashing_session(*args, **kwargs):
+        context = opened(*args, **kwargs)
+        session = context.__enter__()
+
+        def crash(transactions) -> None:
+            raise sqlite3.OperationalError("the process died before the state's commit")
+
+        session.append = crash  # type: ignore[method-assign]
+
+        class Crashing:
+            def __enter__(self):
+                return session
+
+            def __exit__(self, *exc):
+                return context.__exit__(*exc)
+
+        return Crashing()
+
+    monkeypatch.setattr(state, "session", crashing_session)
+    with pytest.raises(OnlineStoreUnavailable):
+        live.score([tx])
+    monkeypatch.undo()
+    rows = live.lookup._open_rows()
+    _, stamps = rows.read(CUSTOMER_VIEW, [9])
+    assert stamps[0] >= stamp_us(pd.Timestamp(tx["tx_datetime"]).to_pydatetime())  # ahead
+    served = live.score([tx])  # the client's retry
+    expected = live.offline().loc[[tx["transaction_id"]], list(FEATURE_NAMES)]
+    assert_equal_vectors(served, expected.to_numpy(np.float64), "the retry after the crash")
+    nxt = live.transaction(9, 8, 60, 5.0)
+    served_next = live.score([nxt])
+    expected_next = live.offline().loc[[nxt["transaction_id"]], list(FEATURE_NAMES)]
+    assert_equal_vectors(served_next, expected_next.to_numpy(np.float64), "counted once")
 
 
 def test_sqlite_wal_checkpoints_run_in_a_thread_not_in_a_request(tmp_path: Path) -> None:
