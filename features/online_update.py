@@ -238,6 +238,7 @@ class OnlineFeatureUpdater:
                 session.terminal_histories(terminal_ids),
                 session.applied(requests.transaction_id),
                 self.label_delay_days,
+                self.rows.stamp_precision_us,
             )
             customer_rows, customer_ts = self._stored_rows(
                 CUSTOMER_VIEW, batch.customers, customer_ids
@@ -326,10 +327,12 @@ class _Batch:
         terminals: dict[int, EntityHistory],
         applied: set[int],
         label_delay_days: int,
+        stamp_precision_us: int = 1,
     ) -> None:
         self.customers, self.terminals = customers, terminals
         self.applied = applied
         self.delay = label_delay_days
+        self.precision_us = stamp_precision_us
         self.new: list[LiveTransaction] = []
         # Each entity's rows, computed at most once per version of its history: the rows a
         # transaction is served from are also the ones the entity's latest row comes from.
@@ -389,8 +392,12 @@ class _Batch:
         for i, (tx_id, customer, terminal, amount, t) in enumerate(columns):
             c_history, t_history = self.customers[customer], self.terminals[terminal]
             c_last, t_last = c_history.last_time_us(), t_history.last_time_us()
-            c_fits = _feast_row_fits(customer in self.touched_c, c_last, int(customer_ts[i]), t)
-            t_fits = _feast_row_fits(terminal in self.touched_t, t_last, int(terminal_ts[i]), t)
+            c_fits = _feast_row_fits(
+                customer in self.touched_c, c_last, int(customer_ts[i]), t, self.precision_us
+            )
+            t_fits = _feast_row_fits(
+                terminal in self.touched_t, t_last, int(terminal_ts[i]), t, self.precision_us
+            )
             for name, values in customer_velocity(c_history, t).items():
                 velocity[name][i] = values
             new = tx_id not in self.applied
@@ -413,7 +420,9 @@ class _Batch:
                 terminal_rows[i] = row_before(self.terminal_rows(terminal), t)
 
 
-def _feast_row_fits(touched: bool, last_us: int | None, row_us: int, time_us: int) -> bool:
+def _feast_row_fits(
+    touched: bool, last_us: int | None, row_us: int, time_us: int, precision_us: int = 1
+) -> bool:
     """Whether the row Feast holds is the one a transaction at ``time_us`` must see: the
     row after the entity's newest retained transaction, and after nothing later.
 
@@ -422,11 +431,14 @@ def _feast_row_fits(touched: bool, last_us: int | None, row_us: int, time_us: in
     elsewhere, is not) and at most the transaction's instant (a retry after a crash between
     the row's write and the state's commit finds a row that already holds the transaction).
     An entity touched earlier in the batch has moved on. A row not read has no stamp (-1).
+    The store keeps stamps to ``precision_us`` (floored): Feast's SQLite store is only read
+    for entities without history (:meth:`OnlineFeatureUpdater._stored_rows`), and there a
+    row fits when its whole second lies before the transaction.
     """
     if touched:
         return False
-    if last_us is None:  # nothing retained: Feast's row (or none) is all there is
-        return True
+    if last_us is None:  # nothing retained: Feast's row (or none) is all there is, if before
+        return row_us + precision_us - 1 <= time_us
     return last_us < row_us <= time_us
 
 

@@ -435,15 +435,17 @@ def test_a_write_that_fails_after_serving_is_a_503_and_applies_nothing(
     assert_equal_vectors(served, expected.to_numpy(np.float64), "the retry after a failed write")
 
 
+@pytest.mark.parametrize("customer, terminal", [(9, 8), (990, 991)], ids=["known", "new"])
 def test_a_retry_after_a_crash_between_the_rows_and_the_state_is_served_exactly(
-    live: LiveWorld, monkeypatch: pytest.MonkeyPatch
+    live: LiveWorld, monkeypatch: pytest.MonkeyPatch, customer: int, terminal: int
 ) -> None:
     """The pass writes Feast's rows, then dies before the state commits: Feast now holds
     rows that already include the transaction. Its retry must still be served the rows
-    before it (not Feast's), and count once."""
-    first = live.transaction(9, 8, 60, 11.0)
-    live.score([first])
-    tx = live.transaction(9, 8, 3_600, 17.0)
+    before it (not Feast's), and count once -- for entities with a history, and for new
+    ones whose only row is the one the crashed pass wrote."""
+    if customer < N_CUSTOMERS:
+        live.score([live.transaction(customer, terminal, 60, 11.0)])
+    tx = live.transaction(customer, terminal, 3_600, 17.0)
     state = live.lookup._updater.state  # type: ignore[union-attr]
     opened = state.session
 
@@ -470,12 +472,12 @@ def test_a_retry_after_a_crash_between_the_rows_and_the_state_is_served_exactly(
         live.score([tx])
     monkeypatch.undo()
     rows = live.lookup._open_rows()
-    _, stamps = rows.read(CUSTOMER_VIEW, [9])
+    _, stamps = rows.read(CUSTOMER_VIEW, [customer])
     assert stamps[0] >= stamp_us(pd.Timestamp(tx["tx_datetime"]).to_pydatetime())  # ahead
     served = live.score([tx])  # the client's retry
     expected = live.offline().loc[[tx["transaction_id"]], list(FEATURE_NAMES)]
     assert_equal_vectors(served, expected.to_numpy(np.float64), "the retry after the crash")
-    nxt = live.transaction(9, 8, 60, 5.0)
+    nxt = live.transaction(customer, terminal, 60, 5.0)
     served_next = live.score([nxt])
     expected_next = live.offline().loc[[nxt["transaction_id"]], list(FEATURE_NAMES)]
     assert_equal_vectors(served_next, expected_next.to_numpy(np.float64), "counted once")
