@@ -36,6 +36,7 @@ from data.schema import (
     TX_DATETIME,
     TX_FRAUD,
 )
+from features.timeline import EntityTimeline, prepend
 from fraudops.config import FeaturizeParams
 
 #: Look-back windows (days) the feature names are built from; ``featurize.windows_days`` must match.
@@ -96,8 +97,6 @@ CUSTOMER_VIEW: Final = "customer_spending"
 TERMINAL_VIEW: Final = "terminal_risk"
 FEATURE_SERVICE: Final = "fraud_detector_v1"
 
-_DAY_NS: Final = 86_400 * 10**9
-
 
 def _require_columns(frame: pd.DataFrame, columns: tuple[str, ...], what: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
@@ -123,85 +122,6 @@ def _naive_utc(values: pd.Series) -> pd.Series:
     return pd.to_datetime(values, utc=True).dt.tz_localize(None)
 
 
-def _after(first: float, values: np.ndarray) -> np.ndarray:
-    # np.r_[first, values] without its index-trick overhead (~10 µs a call, per request).
-    return np.concatenate(([first], values))
-
-
-def _group_sums(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    if len(starts) == len(values):  # one value per group (distinct instants): the values
-        return values
-    # reduceat rejects an empty index list; an empty history simply has no rows.
-    return np.add.reduceat(values, starts) if len(starts) else np.zeros(0)
-
-
-class _EntityTimeline:
-    """One entity kind's history: one row per (entity, instant), sorted, with running sums.
-
-    A window sum for every row is a difference of running sums at two positions, each found
-    by binary search on a composite (entity, time-rank) key: a few vectorised numpy passes.
-    For one entity (the live path's histories) the key is the time itself, and the search
-    the same one with fewer steps.
-    """
-
-    def __init__(self, entity: np.ndarray, time_ns: np.ndarray, values: dict[str, np.ndarray]):
-        # One entity (the live path's histories): a stable sort by time is the same order.
-        self._single = len(entity) > 0 and bool((entity == entity[0]).all())
-        order = (
-            np.argsort(time_ns, kind="stable") if self._single else np.lexsort((time_ns, entity))
-        )
-        entity, time_ns = entity[order], time_ns[order]
-        # Transactions of one entity at the same instant form one row: none sees the other.
-        starts = np.flatnonzero(
-            _after(True, (entity[1:] != entity[:-1]) | (time_ns[1:] != time_ns[:-1]))
-        )
-        self.entity = entity[starts]
-        self.time_ns = time_ns[starts]
-        self._cumsum = {
-            name: _after(0.0, np.cumsum(_group_sums(v[order].astype(np.float64), starts)))
-            for name, v in values.items()
-        }
-        self._positions: dict[int, np.ndarray] = {}
-        if self._single:  # rows are the entity's distinct instants: search the times alone
-            return
-        # Times are replaced by their rank among all row times, so entity * stride + rank
-        # fits in int64 for any data size (raw nanoseconds times an entity id would not).
-        code = np.cumsum(_after(False, self.entity[1:] != self.entity[:-1]), dtype=np.int64)
-        sorted_times = np.sort(self.time_ns)
-        self._times = sorted_times[_after(True, sorted_times[1:] != sorted_times[:-1])]
-        self._stride = np.int64(len(self._times) + 1)
-        self._entity_base = code * self._stride
-        self._key = self._entity_base + np.searchsorted(self._times, self.time_ns) + 1
-
-    def _rows_up_to(self, offset_ns: int) -> np.ndarray:
-        """Per row at ``s``: index just past the entity's last row with time <= s - offset."""
-        if offset_ns == 0:  # rows are unique per entity and instant: the row itself
-            return np.arange(1, len(self.time_ns) + 1)
-        if offset_ns not in self._positions and self._single:
-            # The composite search below, for one entity: rows with time <= s - offset.
-            self._positions[offset_ns] = np.searchsorted(
-                self.time_ns, self.time_ns - offset_ns, side="right"
-            )
-        if offset_ns not in self._positions:
-            times_le = np.searchsorted(self._times, self.time_ns - offset_ns, side="right")
-            # The queries ascend like the keys (entity-major, then time): a cache-friendly search.
-            self._positions[offset_ns] = np.searchsorted(
-                self._key, self._entity_base + times_le, side="right"
-            )
-        return self._positions[offset_ns]
-
-    def window_sum(self, name: str, lag_days: int, window_days: int) -> np.ndarray:
-        """Per row at ``s``: sum of ``name`` over the entity's rows in ``(s-lag-w, s-lag]``."""
-        cumsum = self._cumsum[name]
-        end = self._rows_up_to(lag_days * _DAY_NS)
-        start = self._rows_up_to((lag_days + window_days) * _DAY_NS)
-        return cumsum[end] - cumsum[start]
-
-    def event_timestamps(self) -> np.ndarray:
-        """When each row becomes visible: just after its transaction instant."""
-        return self.time_ns.astype("datetime64[ns]") + ROW_VISIBILITY_DELAY.to_timedelta64()
-
-
 def _time_ns(when: pd.Series) -> np.ndarray:
     """Transaction instants as int64 nanoseconds, floored to whole microseconds.
 
@@ -211,7 +131,7 @@ def _time_ns(when: pd.Series) -> np.ndarray:
     return _naive_utc(when).dt.floor("us").to_numpy("datetime64[ns]").view("int64")
 
 
-def _customer_columns(timeline: _EntityTimeline) -> dict[str, np.ndarray]:
+def _customer_columns(timeline: EntityTimeline) -> dict[str, np.ndarray]:
     """CUSTOMER_FEATURES per timeline row: counts and mean amounts over ``(s - w, s]``."""
     columns: dict[str, np.ndarray] = {}
     for w, count_name, mean_name in zip(WINDOWS_DAYS, CUSTOMER_TX_COUNT, CUSTOMER_MEAN_AMOUNT):
@@ -221,7 +141,7 @@ def _customer_columns(timeline: _EntityTimeline) -> dict[str, np.ndarray]:
     return columns
 
 
-def _terminal_columns(timeline: _EntityTimeline, delay: int) -> dict[str, np.ndarray]:
+def _terminal_columns(timeline: EntityTimeline, delay: int) -> dict[str, np.ndarray]:
     """TERMINAL_FEATURES per timeline row: counts, and fraud share of the labels known at s."""
     columns: dict[str, np.ndarray] = {}
     for w, count_name in zip(WINDOWS_DAYS, TERMINAL_TX_COUNT):
@@ -250,24 +170,24 @@ def compute_entity_features(
     )
     time_ns = _time_ns(transactions[TX_DATETIME])
     amount = transactions[TX_AMOUNT].to_numpy()
-    customer = _EntityTimeline(
+    customer = EntityTimeline(
         transactions[CUSTOMER_ID].to_numpy(np.int64),
         time_ns,
         {"n": np.ones(len(amount)), "amount": amount},
     )
-    terminal = _EntityTimeline(
+    terminal = EntityTimeline(
         transactions[TERMINAL_ID].to_numpy(np.int64),
         time_ns,
         {"n": np.ones(len(amount)), "amount": amount, "fraud": transactions[TX_FRAUD].to_numpy()},
     )
     customer_table = {
         CUSTOMER_ID: customer.entity,
-        EVENT_TIMESTAMP: customer.event_timestamps(),
+        EVENT_TIMESTAMP: customer.event_timestamps(ROW_VISIBILITY_DELAY.to_timedelta64()),
         **_customer_columns(customer),
     }
     terminal_table = {
         TERMINAL_ID: terminal.entity,
-        EVENT_TIMESTAMP: terminal.event_timestamps(),
+        EVENT_TIMESTAMP: terminal.event_timestamps(ROW_VISIBILITY_DELAY.to_timedelta64()),
         **_terminal_columns(terminal, params.label_delay_days),
     }
     return (
@@ -282,7 +202,7 @@ def state_horizon_days(label_delay_days: int) -> int:
 
 
 def _rows_after(time_us, values, columns, names) -> tuple[np.ndarray, np.ndarray]:
-    timeline = _EntityTimeline(
+    timeline = EntityTimeline(
         np.zeros(len(time_us), np.int64),
         np.asarray(time_us, np.int64) * 1000,
         {"n": np.ones(len(time_us)), **values},
@@ -326,7 +246,7 @@ def _one_customer_velocity(
     live path): the same running sums and bounds, searched on the times alone."""
     order = np.argsort(history_time_ns, kind="stable")  # lexsort's order for one entity
     h_time = history_time_ns[order]
-    amount_sum = _after(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
+    amount_sum = prepend(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
     time_ns = np.asarray(time_ns, np.int64)
     end = np.searchsorted(h_time, time_ns, "left")
     columns: dict[str, np.ndarray] = {}
@@ -361,7 +281,7 @@ def velocity_features(
         return _one_customer_velocity(history_time_ns, history_amount, time_ns)
     order = np.lexsort((history_time_ns, history_entity))
     h_entity, h_time = np.asarray(history_entity, np.int64)[order], history_time_ns[order]
-    amount_sum = _after(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
+    amount_sum = prepend(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))
     entities = np.unique(h_entity)
     times = np.unique(h_time)
     stride = np.int64(len(times) + 1)

@@ -334,7 +334,8 @@ def test_one_entity_shortcut_equals_the_many_entity_search_bit_for_bit(seed: int
     """The live path's histories are one entity's: its timeline and velocity search the
     times alone. The same entity among others (the batch path's composite search) gives
     identical floats -- placed first, so its running sums start from the same zero."""
-    from features.definitions import _customer_columns, _EntityTimeline, _terminal_columns
+    from features.definitions import _customer_columns, _terminal_columns
+    from features.timeline import EntityTimeline
 
     rng = np.random.default_rng(seed)
     n = int(rng.integers(1, 60))
@@ -343,8 +344,8 @@ def test_one_entity_shortcut_equals_the_many_entity_search_bit_for_bit(seed: int
     amount, fraud = rng.gamma(2.0, 40.0, n), (rng.random(n) < 0.2).astype(np.float64)
     other = rng.integers(0, 40 * 1440, 30).astype(np.int64) * 60 * 10**9
     values = {"n": np.ones(n), "amount": amount, "fraud": fraud}
-    alone = _EntityTimeline(np.zeros(n, np.int64), time_ns, values)
-    mixed = _EntityTimeline(
+    alone = EntityTimeline(np.zeros(n, np.int64), time_ns, values)
+    mixed = EntityTimeline(
         np.r_[np.full(n, 7), np.full(30, 9)].astype(np.int64),
         np.r_[time_ns, other],
         {k: np.r_[v, np.ones(30) if k == "n" else rng.random(30)] for k, v in values.items()},
