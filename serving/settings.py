@@ -55,6 +55,9 @@ class ServingSettings(ModelSettings, LogSettings, FeatureStoreSettings):
     max_batch_size: int = Field(256, ge=1)
     #: reasons returned per explanation (the largest contributions by size)
     top_reasons: int = Field(5, ge=1)
+    #: scored rows the transformer keeps so an explanation explains the score given
+    #: (serving.served_rows; 0 = keep none, every explanation recomputes its rows)
+    explain_rows_kept: int = Field(50_000, ge=0)
     #: seconds the transformer waits for the predictor or the explainer
     upstream_timeout_seconds: float = Field(10.0, gt=0)
 

@@ -9,7 +9,9 @@ configuration) -- with live updates, concurrent requests in one pass of
 code, and sends the rows -- with their feature names, so the predictor checks the order
 -- to the predictor. postprocess: map each probability to a decision with the thresholds
 the predictor's model carries, answer, log. ``:explain`` goes the same way to the explainer
-(KServe's transformer -> explainer route), reading the online state without moving it.
+(KServe's transformer -> explainer route) with the rows the transaction was scored with
+(:mod:`serving.served_rows`), or -- never scored here -- the rows a prediction would be
+served, read without moving the online state.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from serving.kserve_runtime import parse_server_args, serve, server_parser
 from serving.lookup import FeatureBatch, OnlineFeatureLookup
 from serving.prediction_log import BackgroundLogWriter
 from serving.predictor import require_json_content
-from serving.schema import validate_transactions
+from serving.schema import transaction_json, validate_transactions
 from serving.scoring import (
     REQUEST_ID_HEADER,
     decide,
@@ -41,6 +43,7 @@ from serving.scoring import (
     record_outcome,
     request_id_from,
 )
+from serving.served_rows import ServedRows
 from serving.settings import ServingSettings, load_settings
 from serving.upstream import UpstreamBatcher
 
@@ -116,6 +119,8 @@ class FraudTransformer(kserve.Model):
         self._session: aiohttp.ClientSession | None = None
         # Requests ready together (a state pass's) reach the predictor in one call.
         self.batcher = UpstreamBatcher(self._predict_rows)
+        # What each recent transaction was scored with: its explanation explains that score.
+        self.served_rows = ServedRows(settings.explain_rows_kept)
 
     def load(self) -> bool:
         """Open the online store (and warm it); readiness means requests can be served."""
@@ -201,18 +206,20 @@ class FraudTransformer(kserve.Model):
     async def explain(self, payload: Validated, headers=None) -> UpstreamAnswer:
         """Send the rows and their context to the explainer (``--explainer_host``).
 
-        The rows are the ones a prediction of these transactions is served, but an
-        explanation does not move the online state: explaining a transaction is not
-        another payment of its customer.
+        The rows are the ones the transactions were scored with, when every one of them was
+        scored here recently (:mod:`serving.served_rows`); otherwise the ones a prediction
+        of them would be served. Either way an explanation does not move the online state:
+        explaining a transaction is not another payment of its customer.
         """
         if not self.explainer_host:
             raise NotConfigured(
                 "explanations need an explainer: start the transformer with --explainer_host "
                 "(make level5)"
             )
-        if self.coalescer.in_loop:  # SQLite: local work, cheaper than a thread hop
+        batch = self.served_rows.recall([transaction_json(t) for t in payload.transactions])
+        if batch is None and self.coalescer.in_loop:  # SQLite: local work, no thread hop
             batch = self.lookup.features(payload.transactions, False)
-        else:  # Redis: blocking network I/O, off the event loop
+        elif batch is None:  # Redis: blocking network I/O, off the event loop
             batch = await asyncio.to_thread(self.lookup.features, payload.transactions, False)
         request = TransformedRequest(batch, payload.request_id, payload.started)
         body = await self._post("explainer", self.explainer_host, "explain", request)
@@ -232,6 +239,7 @@ class FraudTransformer(kserve.Model):
         except (KeyError, TypeError, ValueError) as exc:
             raise upstream_error("predictor", 502, f"unexpected answer ({exc})") from None
         scores = decide(probabilities, thresholds, version)
+        self.served_rows.remember(request.batch)
         record_outcome(
             request.batch, scores, request.request_id, request.started, self.writer, "transformer"
         )

@@ -331,6 +331,42 @@ def test_every_explanation_is_audited(stack: Stack, world: World) -> None:
     }
 
 
+def test_an_explanation_explains_the_score_the_transaction_was_given(
+    stack: Stack, world: World
+) -> None:
+    # A new customer's first payment is scored; then a payment of theirs dated before it
+    # arrives late. A row recomputed now would count the late one (a known customer): the
+    # explanation must explain the score given, on the rows it was scored with.
+    when = world.last_time + pd.Timedelta(hours=5)
+    entities = {"customer_id": 700_000_001, "terminal_id": 700_000_002}
+    first = world.transaction(
+        transaction_id=7_100_001, tx_amount=310.0, tx_datetime=when.isoformat(), **entities
+    )
+    late = world.transaction(
+        transaction_id=7_100_002,
+        tx_amount=4_000.0,
+        tx_datetime=(when - pd.Timedelta(minutes=30)).isoformat(),
+        **entities,
+    )
+    scored = stack.transformer.predict({"instances": [first]})
+    assert scored.status_code == 200, scored.text
+    assert stack.transformer.predict({"instances": [late]}).status_code == 200
+
+    explained = stack.transformer.explain({"instances": [first]})
+    assert explained.status_code == 200, explained.text
+    explanation = explained.json()["explanations"][0]
+    given = scored.json()["predictions"][0]
+    assert given["unknown_customer"] and explanation["unknown_customer"]
+    assert explanation["fraud_probability"] == pytest.approx(given["fraud_probability"], abs=1e-6)
+
+    # The same payment under an id never scored is served the rows a prediction gets now.
+    recomputed = stack.transformer.explain(
+        {"instances": [{**first, "transaction_id": 7_100_003}]}
+    ).json()["explanations"][0]
+    assert recomputed["unknown_customer"] is False
+    assert recomputed["fraud_probability"] != pytest.approx(given["fraud_probability"], abs=1e-6)
+
+
 def test_explain_without_explainer_is_a_clear_error(stack: Stack, world: World) -> None:
     answer = stack.transformer_redis.explain({"instances": [world.transaction()]})
     assert answer.status_code == 501
