@@ -5,15 +5,23 @@ their own (as ``make promote`` does) while the transformer takes ``SWAP_RATE`` r
 second; the window lasts until both model servers serve the new version and then the old
 one again. Its p99 is compared with that of a steady-state window of the same rate just
 before it, and the slow requests are placed in the phases of the swap (``swap_phases``).
+
+The commands run twice, in two windows. **Warm** (the checked figure): each command's
+process is started before the window and imports the training stack there, then runs the
+command's ``main`` when the window says go -- in production the command runs on a CI
+runner or an operator's machine, and only the alias it moves reaches the servers.
+**Cold** (printed): started inside the window, so its ~5 s of CPU importing MLflow,
+pandas, scikit-learn and XGBoost shares the 2 cores with the servers and the client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, Literal
 
 from bench.load import Body, RunResult, fixed_rate, run_fixed_rate
 from serving.model_worker import lowest_cpu_priority
@@ -21,17 +29,74 @@ from serving.model_worker import lowest_cpu_priority
 SWAP_RATE = 100.0
 STEADY_SECONDS = 40.0
 
+#: A registry command with its imports done: ``python -c WARM_COMMAND MODULE ARGS...``
+#: takes the lowest CPU priority, imports MLflow (which the commands import lazily) and
+#: MODULE, prints ``ready``, waits for a line on stdin, then runs ``MODULE.main(ARGS)``.
+WARM_COMMAND = (
+    "import importlib, sys; from serving.model_worker import lowest_cpu_priority; "
+    "lowest_cpu_priority(); import mlflow; command = importlib.import_module(sys.argv[1]); "
+    "print('ready', flush=True); sys.stdin.readline(); sys.exit(command.main(sys.argv[2:]))"
+)
 
-async def _move_alias(command: list[str], env: dict[str, str]) -> float:
-    """Run a registry command (promote / rollback) as its own process; seconds it took.
+Commands = Literal["warm", "cold"]
 
-    At the lowest CPU priority: in production the command runs on a CI runner or an
-    operator's machine, not on the serving nodes, and only its effect -- the alias moved in
-    the registry -- reaches the servers. Here it shares the 2 cores with the servers and the
-    load client, and at normal priority its ~5 s of CPU importing the training stack
-    (MLflow, pandas, scikit-learn, XGBoost) was measured as the servers' latency.
+
+class RegistryCommand:
+    """``python -m MODULE ARGS`` at the lowest CPU priority, warm (imported before the
+    window, :meth:`prepare`) or cold (started by :meth:`run`)."""
+
+    def __init__(self, module: str, args: list[str], env: dict[str, str]) -> None:
+        self.module, self.args, self.env = module, args, env
+        self._warm: subprocess.Popen | None = None
+
+    def prepare(self) -> None:
+        """Start the command and let it import everything; it waits for :meth:`run`."""
+        self._warm = subprocess.Popen(
+            [sys.executable, "-c", WARM_COMMAND, self.module, *self.args],
+            env=self.env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self._warm.stdout is not None  # PIPE
+        line = self._warm.stdout.readline()
+        if line.strip() != "ready":
+            self._warm.kill()
+            raise RuntimeError(f"{self.module} did not start: {line}{self._warm.stdout.read()}")
+
+    async def run(self) -> float:
+        """Run the command (the warm one if prepared); the seconds it took."""
+        started = time.perf_counter()
+        if self._warm is not None:
+            warm, self._warm = self._warm, None
+            assert warm.stdin is not None and warm.stdout is not None  # PIPE
+            warm.stdin.write("go\n")
+            warm.stdin.flush()
+            output = await asyncio.to_thread(warm.stdout.read)
+            returncode = await asyncio.to_thread(warm.wait)
+        else:
+            output, returncode = await _run_cold(
+                [sys.executable, "-m", self.module, *self.args], self.env
+            )
+        if returncode != 0:
+            raise RuntimeError(f"{self.module} {' '.join(self.args)}: {output[-500:]}")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        """Stop a prepared command that never ran (the window ended early)."""
+        if self._warm is not None:
+            self._warm.kill()
+            self._warm.wait()
+            self._warm = None
+
+
+async def _run_cold(command: list[str], env: dict[str, str]) -> tuple[str, int]:
+    """Run a registry command as a new process inside the window; its output and code.
+
+    At the lowest CPU priority: at normal priority its ~5 s of CPU importing the training
+    stack was measured as the servers' latency.
     """
-    started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
         *command,
         env=env,
@@ -46,9 +111,7 @@ async def _move_alias(command: list[str], env: dict[str, str]) -> float:
         process.kill()
         await process.wait()
         raise
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)}: {output.decode()[-500:]}")
-    return time.perf_counter() - started
+    return output.decode(errors="replace"), process.returncode or 0
 
 
 async def _served_version(port: int) -> str:
@@ -114,12 +177,17 @@ def swap_under_load(
     tracking_uri: str,
     new_version: str,
     path: str,
+    commands: Commands = "warm",
+    steady: RunResult | None = None,
 ) -> dict[str, Any]:
-    """Steady-state p99 at ``SWAP_RATE`` on ``path``, then p99 while promoting and rolling back."""
-    steady = run_fixed_rate(transformer_port, path, body, SWAP_RATE, STEADY_SECONDS)
+    """Steady-state p99 at ``SWAP_RATE`` on ``path`` (``steady``, or measured now), then the
+    p99 while promoting and rolling back with ``commands`` warm or cold."""
+    steady = steady or run_fixed_rate(transformer_port, path, body, SWAP_RATE, STEADY_SECONDS)
     timeline: dict[str, float] = {}
     events: list[tuple[str, float]] = []  # (what, seconds after the load started)
     uri = ["--tracking-uri", tracking_uri]
+    promote = RegistryCommand("training.promote", ["--version", new_version, *uri], env)
+    rollback = RegistryCommand("training.rollback", uri, env)
 
     async def promote_and_roll_back() -> None:
         started = time.perf_counter()
@@ -129,28 +197,37 @@ def swap_under_load(
 
         await asyncio.sleep(2.0)
         mark("promote_started")
-        timeline["promote_s"] = await _move_alias(
-            [sys.executable, "-m", "training.promote", "--version", new_version, *uri], env
-        )
+        timeline["promote_s"] = await promote.run()
         mark("promoted")
         timeline["new_served_after_s"] = await _wait_for_version(model_ports, new_version)
         mark("new_served")
         await asyncio.sleep(2.0)
         mark("rollback_started")
-        timeline["rollback_s"] = await _move_alias(
-            [sys.executable, "-m", "training.rollback", *uri], env
-        )
+        timeline["rollback_s"] = await rollback.run()
         mark("rolled_back")
         timeline["old_served_after_s"] = await _wait_for_version(model_ports, "1")
         mark("old_served")
         await asyncio.sleep(2.0)
 
-    swap: RunResult = asyncio.run(
-        fixed_rate(
-            transformer_port, path, body, SWAP_RATE, STEADY_SECONDS, during=promote_and_roll_back
+    try:
+        if commands == "warm":
+            promote.prepare()
+            rollback.prepare()
+        swap: RunResult = asyncio.run(
+            fixed_rate(
+                transformer_port,
+                path,
+                body,
+                SWAP_RATE,
+                STEADY_SECONDS,
+                during=promote_and_roll_back,
+            )
         )
-    )
+    finally:
+        promote.close()
+        rollback.close()
     return {
+        "commands": commands,
         "steady": steady.summary(),
         "swap": swap.summary(),
         "timeline_s": {k: round(v, 2) for k, v in timeline.items()},

@@ -38,8 +38,8 @@ from serving.compiled_forest import attach_compiled, kernel_ready
 from serving.model_worker import (
     PreparedModel,
     RegistrySource,
+    WarmWorker,
     attach_prepared_walk,
-    prepare_in_worker,
 )
 from serving.settings import ServingSettings
 
@@ -81,6 +81,8 @@ class ModelHolder:
         self._load_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Prepares each new version off the request path; kept warm while the alias is polled.
+        self._worker = WarmWorker(self.tracking_uri)
 
     # -- where from ------------------------------------------------------------------------
     @property
@@ -134,7 +136,7 @@ class ModelHolder:
             self.tracking_uri,
             self.settings.compiled_trees,
         )
-        prepared = prepare_in_worker(source)
+        prepared = self._worker.prepare(source)
         logger.info(
             "version %s prepared in a worker process in %.1fs (compiled trees: %s)",
             prepared.bundle.model_version,
@@ -257,6 +259,8 @@ class ModelHolder:
         interval = self.settings.reload_interval_seconds
         if not self.uses_registry or interval <= 0:
             return
+        # Warm now, while nothing is swapping: a swap then costs the worker only the model.
+        self._worker.start()
         while not self._stop.wait(interval):
             self.refresh()
 
@@ -281,8 +285,9 @@ class ModelHolder:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the background thread."""
+        """Stop the background thread and the worker process."""
         self._stop.set()
+        self._worker.close()
 
     def status(self) -> dict[str, Any]:
         """What is served and how the registry looks (readiness bodies, /reload answers)."""

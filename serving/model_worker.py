@@ -5,7 +5,7 @@ Reading the bundle from the registry (MLflow, SQLAlchemy), flattening 300 trees 
 their JSON dump and checking the compiled walk against XGBoost on every split hold the
 GIL for hundreds of milliseconds in all; done by a thread of the server they stalled
 requests for as long (issue #15: p99 426 ms during a promotion at 100 requests/s, 9-12 ms
-otherwise). So the server runs ``python -m serving.model_worker --out DIR ...`` at the
+otherwise). So the server has a worker process (``python -m serving.model_worker``) at the
 lowest CPU priority (:func:`lowest_cpu_priority`), and the worker writes three files:
 
 * ``DIR/bundle/`` -- the bundle as :func:`fraudops.bundle.save_bundle` writes it (version included);
@@ -13,9 +13,17 @@ lowest CPU priority (:func:`lowest_cpu_priority`), and the worker writes three f
   scored every probe row as ``inplace_predict`` does (:func:`~serving.compiled_forest.compile_forest`);
 * ``DIR/prepared.json`` -- ``{"model_version", "compiled", "compile_error"}``.
 
-The server reads them back (:func:`prepare_in_worker`): a booster load in XGBoost's C code
+The server reads them back (:func:`read_prepared`): a booster load in XGBoost's C code
 (the GIL released), a few arrays, and a re-check of the walk on a handful of probe rows --
 milliseconds, not hundreds of them.
+
+A server that polls the registry keeps one worker warm (:class:`WarmWorker`,
+``python -m serving.model_worker --serve``): started with the server, it imports MLflow and
+XGBoost and compiles the walk loop once, then prepares each model it is sent, one JSON
+line in, one out. A worker started per swap spent ~5 s of CPU importing before it read
+the model -- CPU the servers' pod shares (its CPU limit counts the worker too) and that
+raised the chain's p99 during a swap even at idle priority. The price: one idle process
+of ~250 MB per model server.
 """
 
 from __future__ import annotations
@@ -23,16 +31,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, fields
+import threading
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from fraudops.bundle import ModelBundle, load_bundle, load_registered_bundle, save_bundle
-from fraudops.registry import ensure_reachable
+from fraudops.registry import ensure_reachable, mlflow_client
 from serving.compiled_forest import (
     COMPILED_MAX_ROWS,
     PROBABILITY_TOLERANCE,
@@ -41,6 +51,7 @@ from serving.compiled_forest import (
     UnsupportedBooster,
     WalkLayout,
     compile_forest,
+    compiled_walk,
     logger,
     probe_rows,
 )
@@ -69,13 +80,6 @@ class RegistrySource:
     alias: str
     tracking_uri: str
     compile_trees: bool
-
-    def argv(self, out: Path) -> list[str]:
-        """The worker's command line for this source, writing into ``out``."""
-        command = [sys.executable, "-m", "serving.model_worker", "--out", str(out)]
-        command += ["--model-name", self.model_name, "--alias", self.alias]
-        command += ["--tracking-uri", self.tracking_uri]
-        return command + ([] if self.compile_trees else ["--no-compile"])
 
 
 # -- in the worker ------------------------------------------------------------------------------
@@ -129,17 +133,60 @@ def prepare(source: RegistrySource, out: Path) -> dict:
     return prepared
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def serve_jobs(jobs, answers) -> None:
+    """The warm worker's loop: a job per line of ``jobs`` (``{"out", "source"}``), an answer
+    per line of ``answers`` (``{"ok": true}`` or ``{"ok": false, "error": ...}``)."""
+    for line in jobs:
+        try:
+            job = json.loads(line)
+            prepare(RegistrySource(**job["source"]), Path(job["out"]))
+            answer: dict = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 -- any failure is this job's answer, not the end
+            answer = {"ok": False, "error": _one_line(exc)}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def warm_up(tracking_uri: str | None) -> None:
+    """What every job needs, once: MLflow's client and artifact code (imported lazily
+    elsewhere: seconds of CPU), a client on the registry, the walk loop's compile."""
+    import mlflow.artifacts  # noqa: F401 -- imported for its cost, now rather than in a swap
+
+    if tracking_uri:
+        try:
+            mlflow_client(tracking_uri, check=False)
+        except Exception as exc:  # noqa: BLE001 -- a job will say it, with its own error
+            logger.warning("model worker: registry %s not opened yet: %s", tracking_uri, exc)
+    compiled_walk()  # the loop's compile (or cache load)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m serving.model_worker --out DIR --model-name N --alias A --tracking-uri U``."""
+    """``python -m serving.model_worker --out DIR --model-name N --alias A --tracking-uri U``,
+    or ``--serve``: prepare every job read from stdin (:class:`WarmWorker`)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder to write the files into")
-    parser.add_argument("--model-name", required=True)
-    parser.add_argument("--alias", required=True)
-    parser.add_argument("--tracking-uri", required=True)
+    parser.add_argument("--serve", action="store_true", help="take jobs on stdin, stay warm")
+    parser.add_argument("--out", type=Path, help="folder to write the files into")
+    parser.add_argument("--model-name")
+    parser.add_argument("--alias")
+    parser.add_argument("--tracking-uri", help="with --serve: the registry to open at start")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled trees")
     args = parser.parse_args(argv)
     # Requests come first: on a 2-core machine the worker takes the CPU the servers leave.
     lowest_cpu_priority()
+    if args.serve:
+        warm_up(args.tracking_uri)
+        serve_jobs(sys.stdin, sys.stdout)
+        return
+    missing = [
+        f"--{n}" for n in ("out", "model_name", "alias", "tracking_uri") if not getattr(args, n)
+    ]
+    if missing:
+        parser.error(f"{', '.join(m.replace('_', '-') for m in missing)} required without --serve")
     source = RegistrySource(args.model_name, args.alias, args.tracking_uri, not args.no_compile)
     prepare(source, args.out)
 
@@ -203,25 +250,94 @@ def read_prepared(directory: Path) -> PreparedModel:
     return PreparedModel(bundle, walk, prepared["compile_error"])
 
 
+class WarmWorker:
+    """``python -m serving.model_worker --serve``, started once and kept for every swap.
+
+    :meth:`prepare` sends it a job and reads the files back; a worker that died, hung past
+    the timeout or answered garbage is stopped, and the next :meth:`prepare` starts a new one.
+    """
+
+    def __init__(self, tracking_uri: str | None = None) -> None:
+        self.tracking_uri = tracking_uri  # opened at start, so the first job does not
+        self._process: subprocess.Popen | None = None
+        self._lock = threading.Lock()  # one job at a time: the answers come back in order
+
+    def start(self) -> None:
+        """Start the worker now (its imports overlap the server's start, not a swap)."""
+        with self._lock:
+            self._running()
+
+    def _running(self) -> subprocess.Popen:
+        if self._process is None or self._process.poll() is not None:
+            command = [sys.executable, "-m", "serving.model_worker", "--serve"]
+            if self.tracking_uri:
+                command += ["--tracking-uri", self.tracking_uri]
+            self._process = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,  # answers; its log lines go to the server's stderr
+                text=True,
+            )
+        return self._process
+
+    def _failed(self, message: str) -> WorkerFailed:
+        self._stop()
+        return WorkerFailed(message)
+
+    def _stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+        if process is not None:
+            process.wait()
+            for pipe in (process.stdin, process.stdout):
+                if pipe is not None:
+                    pipe.close()
+
+    def prepare(
+        self, source: RegistrySource, timeout_s: float = WORKER_TIMEOUT_SECONDS
+    ) -> PreparedModel:
+        """The model of ``source`` as the worker prepared it; :class:`WorkerFailed` if not."""
+        with self._lock, tempfile.TemporaryDirectory(prefix="fraud-model-") as tmp:
+            process = self._running()
+            assert process.stdin is not None and process.stdout is not None  # both PIPE
+            try:
+                process.stdin.write(json.dumps({"out": tmp, "source": asdict(source)}) + "\n")
+                process.stdin.flush()
+            except BrokenPipeError:
+                raise self._failed(f"model worker exited (code {process.wait()})") from None
+            readable, _, _ = select.select([process.stdout], [], [], timeout_s)
+            if not readable:
+                raise self._failed(f"model worker gave no answer within {timeout_s:.0f}s")
+            line = process.stdout.readline()
+            if not line:
+                raise self._failed(f"model worker exited (code {process.wait()})")
+            try:
+                answer = json.loads(line)
+            except json.JSONDecodeError:
+                raise self._failed(f"model worker answered {line.strip()[:200]!r}") from None
+            if not answer.get("ok"):
+                raise WorkerFailed(str(answer.get("error") or "model worker failed"))
+            return read_prepared(Path(tmp))
+
+    def close(self) -> None:
+        """Stop the worker (it also ends with its stdin when the server exits)."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()  # without the lock: a job in progress then fails at once
+        with self._lock:
+            self._stop()
+
+
 def prepare_in_worker(
     source: RegistrySource, timeout_s: float = WORKER_TIMEOUT_SECONDS
 ) -> PreparedModel:
-    """Run the worker for ``source`` and read what it prepared; :class:`WorkerFailed` if not."""
-    with tempfile.TemporaryDirectory(prefix="fraud-model-") as tmp:
-        try:
-            done = subprocess.run(
-                source.argv(Path(tmp)),
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                check=False,  # a failure is read from stderr, below
-            )
-        except subprocess.TimeoutExpired:
-            raise WorkerFailed(f"model worker gave no answer within {timeout_s:.0f}s") from None
-        if done.returncode != 0:
-            lines = [line for line in done.stderr.splitlines() if line.strip()]
-            raise WorkerFailed(lines[-1] if lines else f"model worker exit {done.returncode}")
-        return read_prepared(Path(tmp))
+    """One model prepared by a worker started for it, then stopped."""
+    worker = WarmWorker()
+    try:
+        return worker.prepare(source, timeout_s)
+    finally:
+        worker.close()
 
 
 if __name__ == "__main__":

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
@@ -15,6 +18,7 @@ from serving.model_worker import (
     WORKER_NICENESS,
     PreparedModel,
     RegistrySource,
+    WarmWorker,
     WorkerFailed,
     attach_prepared_walk,
     prepare_in_worker,
@@ -70,6 +74,58 @@ def test_a_walk_damaged_on_the_way_is_refused_and_the_booster_scores(
 def test_a_worker_failure_says_what_went_wrong(registry: str) -> None:
     with pytest.raises(WorkerFailed, match="no-such-alias"):
         prepare_in_worker(RegistrySource("fraud-detector", "no-such-alias", registry, True))
+
+
+@pytest.fixture()
+def warm(registry: str) -> Iterator[WarmWorker]:
+    worker = WarmWorker(registry)  # opens the registry as it starts
+    yield worker
+    worker.close()
+
+
+def _pid(worker: WarmWorker) -> int:
+    assert worker._process is not None and worker._process.poll() is None
+    return worker._process.pid
+
+
+def test_a_warm_worker_prepares_one_model_after_another_in_one_process(
+    registry: str, warm: WarmWorker
+) -> None:
+    source = RegistrySource("fraud-detector", "champion", registry, True)
+    warm.start()
+    pid = _pid(warm)
+    first = warm.prepare(source)
+    failed = RegistrySource("fraud-detector", "no-such-alias", registry, True)
+    with pytest.raises(WorkerFailed, match="no-such-alias"):  # a failed job is its answer
+        warm.prepare(failed)
+    second = warm.prepare(replace(source, compile_trees=False))
+    assert _pid(warm) == pid  # the same process did all three
+    assert first.bundle.model_version == second.bundle.model_version == "1"
+    assert first.walk is not None and second.walk is None and second.compile_error is None
+    X = rows(len(first.bundle.feature_names))
+    np.testing.assert_array_equal(
+        first.bundle.booster.inplace_predict(X), second.bundle.booster.inplace_predict(X)
+    )
+
+
+def test_a_dead_or_silent_worker_is_replaced_by_the_next_job(
+    registry: str, warm: WarmWorker
+) -> None:
+    source = RegistrySource("fraud-detector", "champion", registry, False)
+    warm.start()
+    dying = _pid(warm)
+    # Killed while the job waits (a new worker imports for seconds before it reads it).
+    threading.Timer(0.5, os.kill, (dying, signal.SIGKILL)).start()
+    with pytest.raises(WorkerFailed, match="exited"):
+        warm.prepare(source)
+    assert warm.prepare(source).bundle.model_version == "1"  # a new worker took the next
+    silent = _pid(warm)
+    assert silent != dying
+    with pytest.raises(WorkerFailed, match="no answer within"):
+        warm.prepare(source, timeout_s=0.001)  # no model is read from the registry that fast
+    assert warm._process is None  # the silent one was stopped, not left running
+    assert warm.prepare(source).bundle.model_version == "1"
+    assert _pid(warm) not in (dying, silent)
 
 
 @pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
