@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> None:
     # Requests come first: on a 2-core machine the worker takes the CPU the servers leave.
     lowest_cpu_priority()
     if args.serve:
+        # The answers own stdout: anything a library prints goes to stderr, the log.
+        answers, sys.stdout = sys.stdout, sys.stderr
         warm_up(args.tracking_uri)
-        serve_jobs(sys.stdin, sys.stdout)
+        serve_jobs(sys.stdin, answers)
         return
     missing = [
         f"--{n}" for n in ("out", "model_name", "alias", "tracking_uri") if not getattr(args, n)

@@ -108,6 +108,24 @@ def test_a_warm_worker_prepares_one_model_after_another_in_one_process(
     )
 
 
+def test_every_job_gets_one_answer_line_even_a_malformed_one(tmp_path) -> None:
+    import io
+    import json
+
+    from serving.model_worker import serve_jobs
+
+    jobs = io.StringIO(
+        "not json\n"
+        + json.dumps({"out": str(tmp_path), "source": {"model_name": "fraud-detector"}})
+        + "\n"
+    )
+    answers = io.StringIO()
+    serve_jobs(jobs, answers)
+    first, second = (json.loads(line) for line in answers.getvalue().splitlines())
+    assert first["ok"] is False and "JSONDecodeError" in first["error"]
+    assert second["ok"] is False and "alias" in second["error"]  # a field the job lacks
+
+
 def test_a_dead_or_silent_worker_is_replaced_by_the_next_job(
     registry: str, warm: WarmWorker
 ) -> None:
