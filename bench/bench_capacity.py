@@ -336,6 +336,28 @@ def _checks(figures: dict[str, Any]) -> tuple[dict[str, float], dict[str, bool]]
     return ratios, checks
 
 
+def _swap_figures(
+    ports: dict[str, int], stream: Body, tracking_uri: str, challenger: str
+) -> dict[str, Any]:
+    """The swap windows: the warm registry commands' (checked), then the cold ones', against
+    one steady window before both."""
+    model_env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    swap_args = (
+        ports["transformer"],
+        [ports["predictor"], ports["explainer"]],
+        stream,
+        model_env,
+        tracking_uri,
+        challenger,
+        PREDICT,
+    )
+    steady = run_fixed_rate(ports["transformer"], PREDICT, stream, SWAP_RATE, STEADY_SECONDS)
+    return {
+        "swap_under_load": swap_under_load(*swap_args, "warm", steady),
+        "swap_under_load_cold_commands": swap_under_load(*swap_args, "cold", steady),
+    }
+
+
 def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
     """Every capacity figure of issue #15; ``passed`` when all meet their targets."""
     search = search or CapacitySearch()
@@ -390,22 +412,7 @@ def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
             figures["explain"] = explain_rounds(
                 ports["transformer"], ports["explainer"], raw, rows, unscored
             )
-            model_env = {**os.environ, "MLFLOW_TRACKING_URI": world["tracking_uri"]}
-            swap_args = (
-                ports["transformer"],
-                [ports["predictor"], ports["explainer"]],
-                stream,
-                model_env,
-                world["tracking_uri"],
-                challenger,
-                PREDICT,
-            )
-            # One steady window for both: the warm commands' swap (checked), then the cold's.
-            steady = run_fixed_rate(
-                ports["transformer"], PREDICT, stream, SWAP_RATE, STEADY_SECONDS
-            )
-            figures["swap_under_load"] = swap_under_load(*swap_args, "warm", steady)
-            figures["swap_under_load_cold_commands"] = swap_under_load(*swap_args, "cold", steady)
+            figures |= _swap_figures(ports, stream, world["tracking_uri"], challenger)
         finally:
             servers.stop()
     ratios, checks = _checks(figures)
