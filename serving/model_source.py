@@ -40,6 +40,7 @@ from serving.model_worker import (
     RegistrySource,
     WarmWorker,
     attach_prepared_walk,
+    one_line,
 )
 from serving.settings import ServingSettings
 
@@ -52,11 +53,6 @@ def configure_mlflow_client() -> None:
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     # A progress bar per model download is noise in a server log.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def prepare_for_serving(bundle: ModelBundle) -> ModelBundle:
@@ -196,12 +192,12 @@ class ModelHolder:
                 bundle = self._read()
                 self._install(bundle)
             except Exception as exc:  # noqa: BLE001 -- any failure means "not ready": logged, retried
-                self.load_error = f"{self.source}: {_one_line(exc)}"
+                self.load_error = f"{self.source}: {one_line(exc)}"
                 logger.error(
                     "model not loaded from %s (registry %s): %s -- not ready, retrying every %.0fs",
                     self.source,
                     self.tracking_uri if self.uses_registry else "not used",
-                    _one_line(exc),
+                    one_line(exc),
                     self.settings.load_retry_seconds,
                 )
                 return False
@@ -233,7 +229,7 @@ class ModelHolder:
                     return False
                 prepared = self._prepare_elsewhere()
             except Exception as exc:  # noqa: BLE001 -- once loaded, the registry is optional
-                message = f"registry {self.tracking_uri}: {_one_line(exc)}"
+                message = f"registry {self.tracking_uri}: {one_line(exc)}"
                 if message != self.registry_error:
                     logger.warning("%s; still serving version %s", message, self.model_version)
                 self.registry_error = message

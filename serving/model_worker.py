@@ -133,9 +133,10 @@ def prepare(source: RegistrySource, out: Path) -> dict:
     return prepared
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+def one_line(exc: BaseException) -> str:
+    """An error's first line, or its type's name when it has no message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def serve_jobs(jobs, answers) -> None:
@@ -147,7 +148,9 @@ def serve_jobs(jobs, answers) -> None:
             prepare(RegistrySource(**job["source"]), Path(job["out"]))
             answer: dict = {"ok": True}
         except Exception as exc:  # noqa: BLE001 -- any failure is this job's answer, not the end
-            answer = {"ok": False, "error": _one_line(exc)}
+            error = one_line(exc)  # named by its type, unless the type is all it has
+            named = error if error == type(exc).__name__ else f"{type(exc).__name__}: {error}"
+            answer = {"ok": False, "error": named}
         answers.write(json.dumps(answer) + "\n")
         answers.flush()
 
