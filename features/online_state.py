@@ -2,8 +2,8 @@
 
 A customer's or terminal's next online row is computed from its transactions of the last
 ``state_horizon_days`` (longest window + label delay) -- kept here, in the online store's
-own engine, never in process memory, so a restarted server or a second replica continues
-exactly where the first left off:
+own engine, so a restarted server or a second replica continues exactly where the first
+left off (a process holds at most an exact read cache of it, :mod:`features.cached_histories`):
 
 * SQLite (one machine, :mod:`features.online_state_sqlite`): tables in ``live_state.db``
   next to Feast's ``online_store.db``; ``BEGIN IMMEDIATE`` serialises every update across

@@ -2,7 +2,8 @@
 
 One connection per thread; every update runs in ``BEGIN IMMEDIATE`` (the database's write
 lock), which serialises updates across threads and processes on one machine. Table names
-carry the Feast project, like Feast's own SQLite tables.
+carry the Feast project, like Feast's own SQLite tables. Each connection keeps the histories
+it read in a cache that is exact or empty (:mod:`features.cached_histories`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
+from features.cached_histories import CUSTOMER, TERMINAL, CachedHistories, CommittedUpdate
 from features.online_state import (
     EntityHistory,
     LabelEvent,
@@ -47,6 +49,13 @@ class SqliteLiveState:
     def describe(self) -> str:
         """Where the state lives."""
         return f"sqlite {self.path}"
+
+    def _cache(self) -> CachedHistories:
+        """This thread's connection's cache (:mod:`features.cached_histories`)."""
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = CachedHistories()
+        return cache
 
     def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
@@ -93,9 +102,17 @@ class SqliteLiveState:
     def session(
         self, customer_ids: Sequence[int], terminal_ids: Sequence[int]
     ) -> Iterator[StateSession]:
-        """A serialised update: nothing else writes the state until it commits."""
+        """A serialised update: nothing else writes the state until it commits.
+
+        The cache is checked once the write lock is held (no other commit can come between
+        the check and the commit), and takes the update in only after the commit succeeded.
+        """
+        cache = self._cache()
         with self._write() as connection:
-            yield _SqliteSession(connection, self.prefix, self.horizon_days)
+            cache.check(int(connection.execute("PRAGMA data_version").fetchone()[0]))
+            session = _SqliteSession(connection, self.prefix, self.horizon_days, cache)
+            yield session
+        cache.commit(session.committed)
 
     def apply_labels(
         self, events: Sequence[LabelEvent], checkpoint: tuple[str, str] | None = None
@@ -104,6 +121,7 @@ class SqliteLiveState:
 
         Both in one transaction: a crash leaves either the batch and its offset, or neither.
         """
+        self._cache().clear()  # labels change terminal histories; re-read them
         with self._write() as connection:
             connection.executemany(
                 f"INSERT INTO {self.prefix}_live_label VALUES (?, ?, ?) "
@@ -131,6 +149,7 @@ class SqliteLiveState:
             (t.transaction_id, t.time_us, t.customer_id, t.terminal_id, t.amount)
             for t in transactions
         ]
+        self._cache().clear()
         with self._write() as connection:
             for table in ("live_tx", "live_label", "live_meta"):
                 connection.execute(f"DELETE FROM {p}_{table}")
@@ -154,18 +173,46 @@ class SqliteLiveState:
         if connection is not None:
             connection.close()
             self._local.connection = None
+            self._local.cache = None
 
 
 class _SqliteSession:
-    def __init__(self, connection: sqlite3.Connection, prefix: str, horizon_days: int) -> None:
+    def __init__(
+        self, connection: sqlite3.Connection, prefix: str, horizon_days: int, cache: CachedHistories
+    ) -> None:
         self.connection = connection
         self.p = prefix
         self.horizon_days = horizon_days
-        self._watermark: int | None = None
-        self._watermark_read = False
+        self.cache = cache
+        #: what this update changes, for the cache once it has committed
+        self.committed = CommittedUpdate()
 
     def _histories(self, column: str, ids: Sequence[int], labels: bool) -> dict[int, EntityHistory]:
-        wanted = sorted({int(i) for i in ids})
+        """Each entity's history: the cache's copy, or read (and then cached).
+
+        After this session's own append, reads go to the database only: they see writes
+        not yet committed, which the cache must not hold (it takes them in at the commit).
+        """
+        if self.committed.appended:
+            return self._read_histories(column, sorted({int(i) for i in ids}), labels)
+        found: dict[int, EntityHistory] = {}
+        missing: list[int] = []
+        for entity in sorted({int(i) for i in ids}):
+            cached = self.cache.get(column, entity)
+            if cached is None:
+                missing.append(entity)
+            else:
+                found[entity] = cached
+        if missing:
+            read = self._read_histories(column, missing, labels)
+            for entity, history in read.items():
+                self.cache.put(column, entity, history)
+            found |= read
+        return found
+
+    def _read_histories(
+        self, column: str, wanted: list[int], labels: bool
+    ) -> dict[int, EntityHistory]:
         found = {i: EntityHistory() for i in wanted}
         if not wanted:
             return found
@@ -190,10 +237,10 @@ class _SqliteSession:
         return found
 
     def customer_histories(self, ids: Sequence[int]) -> dict[int, EntityHistory]:
-        return self._histories("customer_id", ids, labels=False)
+        return self._histories(CUSTOMER, ids, labels=False)
 
     def terminal_histories(self, ids: Sequence[int]) -> dict[int, EntityHistory]:
-        return self._histories("terminal_id", ids, labels=True)
+        return self._histories(TERMINAL, ids, labels=True)
 
     def applied(self, transaction_ids: Sequence[int]) -> set[int]:
         wanted = list({int(i) for i in transaction_ids})
@@ -205,14 +252,18 @@ class _SqliteSession:
         return {row[0] for row in rows}
 
     def watermark_us(self) -> int | None:
-        if not self._watermark_read:
+        # The state's newest instant as it stood when the session began (the cache's copy
+        # moves only when an update commits).
+        if self.cache.watermark is None:
             row = self.connection.execute(f"SELECT MAX(time_us) FROM {self.p}_live_tx").fetchone()
-            self._watermark, self._watermark_read = row[0], True
-        return self._watermark
+            self.cache.watermark = (row[0],)
+        return self.cache.watermark[0]
 
     def append(self, transactions: Sequence[LiveTransaction]) -> None:
         if not transactions:
             return
+        watermark = self.watermark_us()
+        before = self.connection.total_changes
         self.connection.executemany(
             f"INSERT OR IGNORE INTO {self.p}_live_tx VALUES (?, ?, ?, ?, ?)",
             [
@@ -220,15 +271,30 @@ class _SqliteSession:
                 for t in transactions
             ],
         )
+        committed = self.committed
+        committed.appended.extend(transactions)
+        committed.all_inserted &= self.connection.total_changes - before == len(transactions)
+        # A label may have come before its transaction (a replayed feed): the terminal's
+        # history then carries it, as a read would.
+        tx_ids = [t.transaction_id for t in transactions]
+        committed.labels |= dict(
+            self.connection.execute(
+                f"SELECT transaction_id, fraud FROM {self.p}_live_label "
+                f"WHERE transaction_id IN ({','.join('?' * len(tx_ids))})",
+                tx_ids,
+            ).fetchall()
+        )
         newest = max(t.time_us for t in transactions)
-        cutoff = max(newest, self.watermark_us() or newest) - retention_us(self.horizon_days)
+        cutoff = max(newest, watermark or newest) - retention_us(self.horizon_days)
         # Pruning only the touched entities keeps each update small; seeding prunes the rest.
         for column, ids in (
             ("customer_id", {t.customer_id for t in transactions}),
             ("terminal_id", {t.terminal_id for t in transactions}),
         ):
             marks = ",".join("?" * len(ids))
-            self.connection.execute(
-                f"DELETE FROM {self.p}_live_tx WHERE {column} IN ({marks}) AND time_us < ?",
+            pruned = self.connection.execute(
+                f"DELETE FROM {self.p}_live_tx WHERE {column} IN ({marks}) AND time_us < ? "
+                "RETURNING transaction_id, customer_id, terminal_id",
                 [*ids, cutoff],
             )
+            committed.pruned.extend(pruned.fetchall())
