@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 import pandas as pd
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME
@@ -151,14 +152,18 @@ class PredictionLogWriter:
         """
         if not records:
             return
-        # vars(), not asdict(): the fields as they are, without asdict's deep copy.
-        payload = "".join(json.dumps(vars(r), allow_nan=False, default=str) + "\n" for r in records)
+        # vars(), not asdict(): the fields as they are, without asdict's deep copy. orjson,
+        # not json: encoding was a twentieth of the transformer's CPU at 1,000 requests/s.
+        # A NaN feature becomes null (missing), as pandas reads it back.
+        payload = b"".join(
+            orjson.dumps(vars(r), default=str, option=orjson.OPT_APPEND_NEWLINE) for r in records
+        )
         with self._lock:
             try:
-                self._append(payload.encode())
+                self._append(payload)
             except FileNotFoundError:  # the folder was removed (log shipping, cleanup)
                 self._path = None
-                self._append(payload.encode())
+                self._append(payload)
 
 
 class BackgroundLogWriter(PredictionLogWriter):
