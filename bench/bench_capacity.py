@@ -48,6 +48,7 @@ from bench.serving_servers import (
 )
 from bench.swap_load import STEADY_SECONDS, SWAP_RATE, swap_under_load
 from serving.kserve_runtime import parse_server_args, serve, server_parser
+from serving.metrics import counts_by_label
 from serving.sandbox import register_bundle, synthetic_transactions, train_bundle
 from serving.settings import load_settings
 
@@ -208,13 +209,27 @@ def explain_rounds(
     latencies: dict[str, list[float]] = {name: [] for name in paths}
     errors = dict.fromkeys(paths, 0)
     order = list(paths)
+    before = _explanations(transformer_port)
     for r in range(rounds):
         for name in order if r % 2 == 0 else order[::-1]:
             port, body = paths[name]
             result = asyncio.run(_closed_loop(port, EXPLAIN, body, 1, 60, raw=True))
             latencies[name] += result["latencies"]
             errors[name] += result["errors"]
-    return {name: _summary(latencies[name], errors[name]) for name in paths}
+    after = _explanations(transformer_port)
+    summaries = {name: _summary(latencies[name], errors[name]) for name in paths}
+    # Which rows the transformer explained, by its own count: the checked path must be
+    # the scored rows' (a transaction evicted from them is explained on recomputed rows).
+    rows = {kind: after.get(kind, 0.0) - before.get(kind, 0.0) for kind in ("scored", "recomputed")}
+    return summaries | {"rows_explained": rows}
+
+
+def _explanations(port: int) -> dict[str, float]:
+    """The transformer's ``fraud_explanations_total`` by its ``rows`` label."""
+    import httpx
+
+    exposition = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return counts_by_label(exposition, "fraud_explanations", "rows")
 
 
 def batch_cost(port: int, transaction: dict[str, Any], size: int = 100) -> dict[str, Any]:
@@ -332,6 +347,8 @@ def _checks(figures: dict[str, Any]) -> tuple[dict[str, float], dict[str, bool]]
         "swap_completed": {"new_served_after_s", "old_served_after_s"} <= set(swap["timeline_s"]),
         "explain_through_transformer": ratios["explain_through_transformer_vs_explainer_p50"]
         <= TARGETS["explain_through_transformer_vs_explainer_p50_max"],
+        "explain_used_scored_rows": explain["rows_explained"]["scored"]
+        == explain["through_transformer"]["requests"],
     }
     return ratios, checks
 
@@ -405,12 +422,16 @@ def bench_capacity(search: CapacitySearch | None = None) -> dict[str, Any]:
                 search,
             )
             figures["batch"] = batch_cost(ports["transformer"], world["transaction"])
+            # Scored just before: by now the ladder has sent more transactions than the
+            # transformer keeps rows for (50 000), so the warm-up's would be recomputed.
+            scored = stream(0)
+            _warm(ports["transformer"], PREDICT, scored, 1)
             # Never sent to :predict, and an explanation moves no state: recomputed each time.
             unscored = json.dumps(
                 {"instances": [{**world["transaction"], "transaction_id": 99_000_000}]}
             ).encode()
             figures["explain"] = explain_rounds(
-                ports["transformer"], ports["explainer"], raw, rows, unscored
+                ports["transformer"], ports["explainer"], scored, rows, unscored
             )
             figures |= _swap_figures(ports, stream, world["tracking_uri"], challenger)
         finally:

@@ -42,6 +42,12 @@ FRAUD_ONLINE_UPDATES = Counter(
     "Transactions folded into the online state, by outcome (applied, duplicate, late)",
     ["outcome"],
 )
+FRAUD_EXPLANATIONS = Counter(
+    "fraud_explanations_total",
+    "Explanations sent through the transformer, by the rows explained: scored (the rows the "
+    "transactions were scored with) or recomputed (never scored here, or no longer kept)",
+    ["rows"],
+)
 FRAUD_REGISTRY_UP = Gauge(
     "fraud_registry_up",
     "0 while the model registry cannot be reached after a model was loaded, else 1",
@@ -169,6 +175,24 @@ def observe_online_update(applied: int, duplicates: int, late: int) -> None:
         FRAUD_ONLINE_UPDATES.labels(outcome="duplicate").inc(duplicates)
     if late:
         FRAUD_ONLINE_UPDATES.labels(outcome="late").inc(late)
+
+
+def observe_explanation(scored_rows: bool) -> None:
+    """Count an explanation by the rows it explained (kept from the score, or recomputed)."""
+    FRAUD_EXPLANATIONS.labels(rows="scored" if scored_rows else "recomputed").inc()
+
+
+def counts_by_label(exposition: str, counter: str, label: str) -> dict[str, float]:
+    """A counter's values by one label, read from a ``/metrics`` exposition (for clients:
+    the bench, tests, an operator's script)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        sample.labels[label]: sample.value
+        for family in text_string_to_metric_families(exposition)
+        for sample in family.samples
+        if sample.name == f"{counter}_total"
+    }
 
 
 def set_model_info(model_version: str, alias: str) -> None:

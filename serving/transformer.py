@@ -29,6 +29,7 @@ from pydantic import BaseModel
 
 from features.definitions import FEATURE_NAMES
 from fraudops.bundle import Thresholds
+from serving import metrics
 from serving.coalesce import UpdateCoalescer
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
 from serving.kserve_runtime import parse_server_args, serve, server_parser
@@ -217,6 +218,7 @@ class FraudTransformer(kserve.Model):
                 "(make level5)"
             )
         batch = self.served_rows.recall([transaction_json(t) for t in payload.transactions])
+        metrics.observe_explanation(scored_rows=batch is not None)
         if batch is None and self.coalescer.in_loop:  # SQLite: local work, no thread hop
             batch = self.lookup.features(payload.transactions, False)
         elif batch is None:  # Redis: blocking network I/O, off the event loop

@@ -13,6 +13,7 @@ import pytest
 from features.definitions import FEATURE_NAMES, build_training_set, compute_entity_features
 from fraudops.config import FeaturizeParams
 from serving.compiled_forest import flatten_trees, probe_rows
+from serving.metrics import counts_by_label
 
 from .conftest import MAX_BATCH, MODEL, Stack, World
 
@@ -352,6 +353,7 @@ def test_an_explanation_explains_the_score_the_transaction_was_given(
     assert scored.status_code == 200, scored.text
     assert stack.transformer.predict({"instances": [late]}).status_code == 200
 
+    before = _explanations(stack.transformer.metrics())
     explained = stack.transformer.explain({"instances": [first]})
     assert explained.status_code == 200, explained.text
     explanation = explained.json()["explanations"][0]
@@ -365,9 +367,11 @@ def test_an_explanation_explains_the_score_the_transaction_was_given(
     ).json()["explanations"][0]
     assert recomputed["unknown_customer"] is False
     assert recomputed["fraud_probability"] != pytest.approx(given["fraud_probability"], abs=1e-6)
+    # Operators see which rows explanations used (the bench checks its path with it too).
+    after = _explanations(stack.transformer.metrics())
+    assert after["scored"] - before.get("scored", 0.0) == 1.0
+    assert after["recomputed"] - before.get("recomputed", 0.0) == 1.0
 
 
-def test_explain_without_explainer_is_a_clear_error(stack: Stack, world: World) -> None:
-    answer = stack.transformer_redis.explain({"instances": [world.transaction()]})
-    assert answer.status_code == 501
-    assert "--explainer_host" in answer.json()["error"]
+def _explanations(exposition: str) -> dict[str, float]:
+    return counts_by_label(exposition, "fraud_explanations", "rows")
