@@ -22,7 +22,6 @@ risks NaN (XGBoost's native "missing"), and ``unknown_customer`` / ``unknown_ter
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Final
 
 import numpy as np
@@ -201,49 +200,11 @@ def state_horizon_days(label_delay_days: int) -> int:
     return max(WINDOWS_DAYS) + label_delay_days
 
 
-def _rows_after(time_us, values, columns, names) -> tuple[np.ndarray, np.ndarray]:
-    timeline = EntityTimeline(
-        np.zeros(len(time_us), np.int64),
-        np.asarray(time_us, np.int64) * 1000,
-        {"n": np.ones(len(time_us)), **values},
-    )
-    found = columns(timeline)
-    rows = np.empty((len(timeline.time_ns), len(names)))
-    for j, name in enumerate(names):
-        rows[:, j] = found[name]  # counts are exact in float64
-    return timeline.time_ns // 1000, rows
-
-
-def customer_rows_after(time_us: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One customer's rows, ``(instants_us, rows)``, from its transactions (any order).
-
-    ``rows[k]`` (CUSTOMER_FEATURES order) is the row after its transactions at the distinct
-    instant ``instants_us[k]`` (ascending): a transaction at ``t`` sees the row of the last
-    instant before ``t``. The live path passes the entity's recent transactions (at least
-    ``state_horizon_days``): the windows of :func:`compute_entity_features`, online as offline.
-    """
-    amounts = {"amount": np.asarray(amount, np.float64)}
-    return _rows_after(time_us, amounts, _customer_columns, CUSTOMER_FEATURES)
-
-
-def terminal_rows_after(
-    time_us: np.ndarray, amount: np.ndarray, fraud: np.ndarray, label_delay_days: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """One terminal's rows (TERMINAL_FEATURES order; see :func:`customer_rows_after`).
-
-    ``fraud`` holds the labels known so far (0 where no chargeback arrived): only those of
-    transactions at least ``label_delay_days`` before a row enter its risk.
-    """
-    values = {"amount": np.asarray(amount, np.float64), "fraud": np.asarray(fraud, np.float64)}
-    columns = partial(_terminal_columns, delay=label_delay_days)
-    return _rows_after(time_us, values, columns, TERMINAL_FEATURES)
-
-
 def _one_customer_velocity(
     history_time_ns: np.ndarray, history_amount: np.ndarray, time_ns: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """:func:`velocity_features` when the history and the requests are one customer's (the
-    live path): the same running sums and bounds, searched on the times alone."""
+    """:func:`velocity_features` when the history and the requests are one customer's: the
+    same running sums and bounds, searched on the times alone."""
     order = np.argsort(history_time_ns, kind="stable")  # lexsort's order for one entity
     h_time = history_time_ns[order]
     amount_sum = prepend(0.0, np.cumsum(np.asarray(history_amount, np.float64)[order]))

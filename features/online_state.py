@@ -21,6 +21,7 @@ horizon back still finds the history its own windows need.
 from __future__ import annotations
 
 import contextlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -68,7 +69,7 @@ class EntityHistory:
 
     def before(self, time_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(time_us, amount, fraud)`` arrays of the transactions strictly before ``time_us``."""
-        n = int(np.searchsorted(np.asarray(self.time_us, np.int64), time_us, side="left"))
+        n = bisect_left(self.time_us, time_us)
         return (
             np.asarray(self.time_us[:n], np.int64),
             np.asarray(self.amount[:n], np.float64),
@@ -85,7 +86,7 @@ class EntityHistory:
 
     def insert(self, tx: LiveTransaction, fraud: int = 0) -> None:
         """Add ``tx`` in time order (after any transaction at the same instant)."""
-        at = int(np.searchsorted(np.asarray(self.time_us, np.int64), tx.time_us, side="right"))
+        at = bisect_right(self.time_us, tx.time_us)  # on the list itself: no array per insert
         self.transaction_ids.insert(at, tx.transaction_id)
         self.time_us.insert(at, tx.time_us)
         self.amount.insert(at, tx.amount)

@@ -10,11 +10,11 @@ For a batch of validated transactions, under the state's lock for their entities
    stamp to the microsecond (Redis), that is the row Feast's online store holds; otherwise
    (Feast's SQLite store keeps whole seconds; a duplicate ``transaction_id``; a
    transaction at or before the entity's newest one; a second one of the entity in the
-   batch) it is computed from the entity's retained transactions, once per entity and pass
-   -- the rows the update writes come from the same computation;
+   batch) it is computed from the entity's retained transactions, the one row it needs
+   (:mod:`features.live_rows`: the windows of ``features.definitions``, row by row);
 3. new transactions join their entities' histories; each touched entity's latest row is
-   recomputed with ``features.definitions`` and written to the feature views through the
-   Feast provider's ``online_write_batch`` (:mod:`features.online_rows`);
+   computed the same way and written to the feature views through the Feast provider's
+   ``online_write_batch`` (:mod:`features.online_rows`);
 4. the state commits last: a crash before it leaves the transactions unapplied, and the
    client's retry recomputes exactly the rows already written.
 """
@@ -35,9 +35,12 @@ from features.definitions import (
     CUSTOMER_VIEW,
     TERMINAL_VIEW,
     VELOCITY_FEATURES,
-    customer_rows_after,
-    terminal_rows_after,
-    velocity_features,
+)
+from features.live_rows import (
+    customer_row_at,
+    customer_velocity_at,
+    last_instant_before,
+    terminal_row_at,
 )
 from features.online_rows import OnlineRows, stamp_us
 from features.online_state import (
@@ -138,45 +141,24 @@ def check_event_times(
             )
 
 
-#: One entity's rows after each of its instants: ``(instants_us, rows)`` (see
-#: :func:`features.definitions.customer_rows_after`).
-RowsAfter = tuple[np.ndarray, np.ndarray]
+def customer_row_before(history: EntityHistory, time_us: int) -> list[float] | float:
+    """The customer's row a transaction at ``time_us`` sees: the row after its last instant
+    before it (NaN: none). A row only depends on the transactions up to its instant, so a
+    history that already holds the transaction (or later ones) gives the offline row."""
+    instant = last_instant_before(history.time_us, time_us)
+    if instant is None:
+        return np.nan
+    return customer_row_at(history.time_us, history.amount, instant)
 
 
-def rows_of_customer(history: EntityHistory) -> RowsAfter:
-    """The customer's row after each instant of its retained transactions."""
-    times, amounts, _ = history.arrays()
-    return customer_rows_after(times, amounts)
-
-
-def rows_of_terminal(history: EntityHistory, delay_days: int) -> RowsAfter:
-    """The terminal's row after each instant of its retained transactions (labels known)."""
-    times, amounts, frauds = history.arrays()
-    return terminal_rows_after(times, amounts, frauds, delay_days)
-
-
-def row_before(rows: RowsAfter, time_us: int) -> np.ndarray:
-    """The row a transaction at ``time_us`` sees: the last instant's before it (NaN: none).
-
-    A row only depends on the transactions up to its instant, so the rows of a history that
-    already holds the transaction (or later ones) give it exactly the offline row.
-    """
-    instants, values = rows
-    k = int(np.searchsorted(instants, time_us, side="left"))
-    return values[k - 1] if k else np.full(values.shape[1], np.nan)
-
-
-def customer_velocity(history: EntityHistory, time_us: int) -> dict[str, float]:
-    """The velocity features of a transaction at ``time_us`` from its customer's history."""
-    times, amounts, _ = history.arrays()
-    columns = velocity_features(
-        np.zeros(len(times), np.int64),
-        times * 1000,
-        amounts,
-        np.zeros(1, np.int64),
-        np.asarray([time_us * 1000], np.int64),
-    )
-    return {name: float(values[0]) for name, values in columns.items()}
+def terminal_row_before(
+    history: EntityHistory, time_us: int, delay_days: int
+) -> list[float] | float:
+    """The terminal's row a transaction at ``time_us`` sees (labels known; NaN: none)."""
+    instant = last_instant_before(history.time_us, time_us)
+    if instant is None:
+        return np.nan
+    return terminal_row_at(history.time_us, history.fraud, instant, delay_days)
 
 
 class OnlineFeatureUpdater:
@@ -334,10 +316,6 @@ class _Batch:
         self.delay = label_delay_days
         self.precision_us = stamp_precision_us
         self.new: list[LiveTransaction] = []
-        # Each entity's rows, computed at most once per version of its history: the rows a
-        # transaction is served from are also the ones the entity's latest row comes from.
-        self._customer_rows: dict[int, RowsAfter] = {}
-        self._terminal_rows: dict[int, RowsAfter] = {}
         #: entities a new transaction of the batch moved, in first-touch order
         self.touched_c: dict[int, None] = {}
         self.touched_t: dict[int, None] = {}
@@ -347,25 +325,23 @@ class _Batch:
         """What the pass did to the state."""
         return UpdateOutcome(len(self.new), self.duplicates, self.late)
 
-    def customer_rows(self, customer: int) -> RowsAfter:
-        """The customer's rows after each instant of its history as it now stands."""
-        if customer not in self._customer_rows:
-            self._customer_rows[customer] = rows_of_customer(self.customers[customer])
-        return self._customer_rows[customer]
-
-    def terminal_rows(self, terminal: int) -> RowsAfter:
-        """The terminal's rows after each instant of its history (labels known)."""
-        if terminal not in self._terminal_rows:
-            self._terminal_rows[terminal] = rows_of_terminal(self.terminals[terminal], self.delay)
-        return self._terminal_rows[terminal]
-
-    def latest_customer_rows(self) -> dict[int, np.ndarray]:
+    def latest_customer_rows(self) -> dict[int, list[float]]:
         """Each moved customer's row after its newest transaction, for the online store."""
-        return {c: self.customer_rows(c)[1][-1] for c in self.touched_c}
+        histories = self.customers
+        return {
+            c: customer_row_at(histories[c].time_us, histories[c].amount, histories[c].time_us[-1])
+            for c in self.touched_c
+        }
 
-    def latest_terminal_rows(self) -> dict[int, np.ndarray]:
+    def latest_terminal_rows(self) -> dict[int, list[float]]:
         """Each moved terminal's row after its newest transaction (labels known)."""
-        return {t: self.terminal_rows(t)[1][-1] for t in self.touched_t}
+        histories = self.terminals
+        return {
+            t: terminal_row_at(
+                histories[t].time_us, histories[t].fraud, histories[t].time_us[-1], self.delay
+            )
+            for t in self.touched_t
+        }
 
     def serve(
         self,
@@ -398,8 +374,8 @@ class _Batch:
             t_fits = _feast_row_fits(
                 terminal in self.touched_t, t_last, int(terminal_ts[i]), t, self.precision_us
             )
-            for name, values in customer_velocity(c_history, t).items():
-                velocity[name][i] = values
+            for name, value in customer_velocity_at(c_history.time_us, c_history.amount, t).items():
+                velocity[name][i] = value
             new = tx_id not in self.applied
             if new:
                 if (c_last is not None and t < c_last) or (t_last is not None and t < t_last):
@@ -407,17 +383,15 @@ class _Batch:
                 tx = LiveTransaction(tx_id, t, customer, terminal, amount)
                 c_history.insert(tx)
                 t_history.insert(tx)
-                self._customer_rows.pop(customer, None)  # their histories moved on
-                self._terminal_rows.pop(terminal, None)
                 self.applied.add(tx_id)
                 self.new.append(tx)
                 self.touched_c[customer] = self.touched_t[terminal] = None
             else:
                 self.duplicates += 1
             if not c_fits:
-                customer_rows[i] = row_before(self.customer_rows(customer), t)
+                customer_rows[i] = customer_row_before(c_history, t)
             if not t_fits:
-                terminal_rows[i] = row_before(self.terminal_rows(terminal), t)
+                terminal_rows[i] = terminal_row_before(t_history, t, self.delay)
 
 
 def _feast_row_fits(

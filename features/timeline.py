@@ -34,12 +34,12 @@ class EntityTimeline:
 
     A window sum for every row is a difference of running sums at two positions, each found
     by binary search on a composite (entity, time-rank) key: a few vectorised numpy passes.
-    For one entity (the live path's histories) the key is the time itself, and the search
-    the same one with fewer steps.
+    For one entity's history the key is the time itself, and the search the same one with
+    fewer steps.
     """
 
     def __init__(self, entity: np.ndarray, time_ns: np.ndarray, values: dict[str, np.ndarray]):
-        # One entity (the live path's histories): a stable sort by time is the same order.
+        # One entity: a stable sort by time is the same order.
         self._single = len(entity) > 0 and bool((entity == entity[0]).all())
         order = (
             np.argsort(time_ns, kind="stable") if self._single else np.lexsort((time_ns, entity))
