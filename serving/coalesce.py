@@ -36,7 +36,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
-from serving.lookup import FeatureBatch, OnlineFeatureLookup, ServedRequests
+from serving.feature_batch import FeatureBatch
+from serving.lookup import OnlineFeatureLookup, ServedRequests
 
 T = TypeVar("T")
 

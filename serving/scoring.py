@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import BaseModel
@@ -23,9 +23,12 @@ from features.definitions import FEATURE_NAMES
 from fraudops.bundle import Thresholds
 from serving import metrics
 from serving.errors import ModelUnavailable
-from serving.lookup import FeatureBatch, OnlineFeatureLookup
+from serving.feature_batch import FeatureBatch
 from serving.model_source import ModelHolder
 from serving.prediction_log import PredictionLogWriter, PredictionRecord
+
+if TYPE_CHECKING:  # the model servers never look features up: they do not import Feast
+    from serving.lookup import OnlineFeatureLookup
 
 REQUEST_ID_HEADER = "x-request-id"
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from data.schema import CUSTOMER_ID, TERMINAL_ID, TRANSACTION_ID, TX_AMOUNT, TX_DATETIME
-from serving.lookup import FeatureBatch
+from serving.feature_batch import FeatureBatch
 
 #: what identifies a scored transaction: all it was scored on
 TransactionKey = tuple[Any, ...]

@@ -32,8 +32,9 @@ from fraudops.bundle import Thresholds
 from serving import metrics
 from serving.coalesce import UpdateCoalescer
 from serving.errors import InvalidRequest, NotConfigured, UpstreamUnavailable, upstream_error
+from serving.feature_batch import FeatureBatch
 from serving.kserve_runtime import parse_server_args, serve, server_parser
-from serving.lookup import FeatureBatch, OnlineFeatureLookup
+from serving.lookup import OnlineFeatureLookup
 from serving.prediction_log import BackgroundLogWriter
 from serving.predictor import require_json_content
 from serving.schema import transaction_json, validate_transactions

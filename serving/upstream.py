@@ -24,7 +24,7 @@ from typing import Any
 
 from serving.compiled_forest import COMPILED_MAX_ROWS
 from serving.errors import upstream_error
-from serving.lookup import FeatureBatch
+from serving.feature_batch import FeatureBatch
 
 #: ``send(batch, request_id)``: one upstream call, its decoded answer
 Send = Callable[[FeatureBatch, str], Awaitable[dict[str, Any]]]

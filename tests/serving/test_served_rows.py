@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from features.definitions import FEATURE_NAMES
-from serving.lookup import FeatureBatch
+from serving.feature_batch import FeatureBatch
 from serving.served_rows import ServedRows
 
 

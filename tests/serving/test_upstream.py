@@ -11,7 +11,7 @@ import pytest
 
 from features.definitions import FEATURE_NAMES
 from serving.errors import ServingError
-from serving.lookup import FeatureBatch
+from serving.feature_batch import FeatureBatch
 from serving.upstream import UpstreamBatcher, split_answer
 
 from .conftest import MODEL, Stack, free_port
