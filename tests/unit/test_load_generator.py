@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
+from bench import load
 from bench.load import LOOPBACK, fixed_rate
 from bench.swap_load import _phases
 
@@ -55,3 +58,41 @@ def test_slow_requests_are_placed_in_the_phase_they_were_sent_in() -> None:
     assert phases["after_start"]["max_ms"] == 1.0
     assert phases["after_promoted"]["max_ms"] == 500.0
     assert phases["after_start"]["requests"] + phases["after_promoted"]["requests"] == 40
+
+
+def _record_dialled(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The hosts the generator opens connections to, from now on."""
+    dialled: list[str] = []
+    open_connection = asyncio.open_connection
+
+    async def recording(host, port, **kwargs):
+        dialled.append(host)
+        return await open_connection(host, port, **kwargs)
+
+    monkeypatch.setattr(asyncio, "open_connection", recording)
+    return dialled
+
+
+def test_a_run_sends_at_most_its_bound_of_requests_to_loopback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(load, "MAX_REQUESTS_PER_RUN", 30)  # shrunk: the test stays quick
+    dialled = _record_dialled(monkeypatch)
+    result = _run(rate=1000.0, seconds=60.0)  # asked for 60,000
+    assert result.requests == 30
+    assert dialled and set(dialled) == {LOOPBACK}
+
+
+def test_a_run_stops_at_its_time_bound_even_while_its_side_task_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run lasts while its side task (a promotion) runs -- but never past the bound.
+    monkeypatch.setattr(load, "MAX_SECONDS_PER_RUN", 0.3)
+
+    async def never_ends() -> None:
+        await asyncio.Event().wait()
+
+    result = _run(rate=100.0, seconds=60.0, during=never_ends)
+    assert result.seconds == 0.3
+    # 100/s for 0.3 s of schedule; unbounded, it would go on to MAX_REQUESTS_PER_RUN.
+    assert 1 <= result.requests <= 31
