@@ -21,7 +21,7 @@ horizon back still finds the history its own windows need.
 from __future__ import annotations
 
 import contextlib
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -66,23 +66,6 @@ class EntityHistory:
     def last_time_us(self) -> int | None:
         """The newest transaction instant, or None for no history."""
         return self.time_us[-1] if self.time_us else None
-
-    def before(self, time_us: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(time_us, amount, fraud)`` arrays of the transactions strictly before ``time_us``."""
-        n = bisect_left(self.time_us, time_us)
-        return (
-            np.asarray(self.time_us[:n], np.int64),
-            np.asarray(self.amount[:n], np.float64),
-            np.asarray(self.fraud[:n], np.float64),
-        )
-
-    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(time_us, amount, fraud)`` of every retained transaction."""
-        return (
-            np.asarray(self.time_us, np.int64),
-            np.asarray(self.amount, np.float64),
-            np.asarray(self.fraud, np.float64),
-        )
 
     def insert(self, tx: LiveTransaction, fraud: int = 0) -> None:
         """Add ``tx`` in time order (after any transaction at the same instant)."""
